@@ -1,0 +1,220 @@
+"""What the browser test stands on: a throwaway OS user, the site as a real server process, headless
+Chromium from Debian, and the role applied to this host with ansible-playbook, all cleaned up after."""
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO_DIR = Path(__file__).resolve().parents[2]
+# The virtualenv running these tests is the one the site and Ansible run from.
+VENV_BIN = Path(sys.executable).parent
+ARTIFACTS_DIR = REPO_DIR / "test-artifacts" / "e2e"
+# Debian's Chromium; Playwright never downloads a browser here.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "correct-horse-battery-staple-42"
+
+
+def run(command, **kwargs):
+    """Run a command, and on failure show what it printed (a bare CalledProcessError hides it)."""
+    result = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    if result.returncode != 0:
+        pytest.fail(
+            f"{' '.join(map(str, command))} exited {result.returncode}\n"
+            f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
+        )
+    return result
+
+
+@pytest.fixture(scope="module")
+def workdir():
+    """A temp folder every user can traverse (pytest's tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="nightly-logout-e2e-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def os_user():
+    """A throwaway site user, so root's crontab and any real site user stay untouched."""
+    if os.geteuid() != 0:
+        pytest.fail("the browser test creates an OS user and applies the role: run it as root")
+    name = f"nle2e{secrets.token_hex(4)}"
+    run(["useradd", "--create-home", "--shell", "/bin/sh", name])
+    try:
+        yield name
+    finally:
+        # The role's state=absent should already have emptied its crontab; never leave one behind.
+        subprocess.run(["crontab", "-r", "-u", name], capture_output=True)
+        subprocess.run(["userdel", "--remove", name], capture_output=True)
+
+
+def as_user(user, command):
+    """Run a shell command as `user` with the bare environment cron gives a job."""
+    home = Path("~" + user).expanduser()
+    return subprocess.run(
+        ["runuser", "-u", user, "--", "env", "-i", f"HOME={home}", f"LOGNAME={user}",
+         "PATH=/usr/bin:/bin", "SHELL=/bin/sh", "/bin/sh", "-c", command],
+        capture_output=True, text=True,
+    )
+
+
+@dataclass
+class Site:
+    url: str
+    environment: dict  # what the site and the nightly job need to reach the same database
+    password: str = PASSWORD  # of both users, "student" and "teacher" (staff)
+
+
+def manage(env, *args):
+    return run([sys.executable, "manage.py", *args], cwd=REPO_DIR, env=env)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(url, server, log_path, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"runserver exited {server.returncode}:\n{log_path.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    pytest.fail(f"runserver did not answer {url} within {timeout}s:\n{log_path.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def site(workdir, os_user):
+    """The site on its own SQLite database, served by `manage.py runserver` on 127.0.0.1.
+
+    The database folder belongs to the site user: the nightly job runs as that user and SQLite
+    writes its journal next to the database file."""
+    db_dir = workdir / "db"
+    db_dir.mkdir()
+    environment = {
+        "DATABASE_URL": f"sqlite:///{db_dir / 'db.sqlite3'}",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
+    }
+    env = {**os.environ, **environment, "DJANGO_SETTINGS_MODULE": "lcstats.settings",
+           "DJANGO_ALLOWED_HOSTS": "127.0.0.1"}
+    manage(env, "migrate", "--noinput")
+    manage(env, "shell", "-c", (
+        "from django.contrib.auth.models import User\n"
+        f"User.objects.create_user('student', password='{PASSWORD}')\n"
+        f"User.objects.create_user('teacher', password='{PASSWORD}', is_staff=True)\n"
+    ))
+    shutil.chown(db_dir, os_user, os_user)
+    shutil.chown(db_dir / "db.sqlite3", os_user, os_user)
+
+    port = free_port()
+    log_path = workdir / "runserver.log"
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+            cwd=REPO_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{url}/accounts/login/", server, log_path)
+        yield Site(url=url, environment=environment)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def screenshot():
+    """Save a page as test-artifacts/e2e/<name>.png, for a person to look at after the run."""
+    shutil.rmtree(ARTIFACTS_DIR, ignore_errors=True)
+    ARTIFACTS_DIR.mkdir(parents=True)
+
+    def save(page, name):
+        page.screenshot(path=ARTIFACTS_DIR / f"{name}.png", full_page=True)
+
+    return save
+
+
+@dataclass
+class InstalledJob:
+    user: str
+    script_path: Path
+    log_path: Path
+
+    def crontab(self):
+        return run(["crontab", "-l", "-u", self.user]).stdout
+
+    def run_like_cron(self, command):
+        return as_user(self.user, command)
+
+
+def apply_role(workdir, variables):
+    """Apply the role the way ./setup.sh does (ansible/playbook.yml), with these variables on top."""
+    vars_file = workdir / f"vars-{variables['nightly_logout_state']}.json"
+    vars_file.write_text(json.dumps(variables))
+    return run([VENV_BIN / "ansible-playbook", "playbook.yml", "-e", f"@{vars_file}"],
+               cwd=REPO_DIR / "ansible", env={**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"})
+
+
+@pytest.fixture(scope="module")
+def nightly_job(workdir, os_user, site):
+    """The role installed for the throwaway user: wrapper and log in temp folders, staff kept.
+    Removed again (state=absent) afterwards, and that removal is checked."""
+    variables = {
+        "nightly_logout_state": "present",
+        "nightly_logout_project_dir": str(REPO_DIR),
+        "nightly_logout_venv_dir": str(VENV_BIN.parent),
+        "nightly_logout_user": os_user,
+        "nightly_logout_script_path": str(workdir / "bin" / "daily_logout.sh"),
+        "nightly_logout_log_dir": str(workdir / "logs"),
+        "nightly_logout_keep_staff": True,
+        "nightly_logout_environment": site.environment,
+    }
+    job = InstalledJob(user=os_user, script_path=workdir / "bin" / "daily_logout.sh",
+                       log_path=workdir / "logs" / "daily_logout.log")
+    reachable = as_user(os_user, f"test -r {REPO_DIR}/manage.py && test -x {VENV_BIN}/python")
+    if reachable.returncode != 0:
+        pytest.fail(f"user {os_user} cannot read {REPO_DIR}/manage.py or run {VENV_BIN}/python: "
+                    "the checkout must be readable by other users, as a site user's project is")
+    apply_role(workdir, variables)
+    try:
+        yield job
+    finally:
+        apply_role(workdir, {**variables, "nightly_logout_state": "absent", "nightly_logout_purge_logs": True})
+        assert not job.script_path.exists(), "state=absent left the wrapper script behind"
+        crontab = subprocess.run(["crontab", "-l", "-u", os_user], capture_output=True, text=True).stdout
+        assert "nightly_logout" not in crontab, f"state=absent left a cron entry:\n{crontab}"
