@@ -1,0 +1,11 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from students import views
+
+urlpatterns = [
+    path("", views.statistics, name="statistics"),
+    # login/ (Django's LoginView), logout/ (POST only), password change.
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class StudentsConfig(AppConfig):
+    name = "students"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from django.contrib.auth.signals import user_logged_in
+
+        from students.cutoff import remember_login_time
+
+        user_logged_in.connect(remember_login_time, dispatch_uid="students.remember_login_time")

@@ -1,0 +1,76 @@
+"""The logout cutoff: the mechanism that logs users out on every session engine.
+
+Each successful logout run records when it started (LogoutRun.started_at). A session whose
+user logged in before the latest such cutoff is ended at its next request by
+students.middleware.LogoutCutoffMiddleware, unless the run kept that user (--exclude-user,
+--keep-staff). This is what logs out signed_cookies sessions, which the server cannot delete,
+and it closes the small races the purge leaves on the other engines.
+
+The login time is written into the session by a user_logged_in receiver. A session with no
+login time (made before this app was installed) counts as older than any cutoff.
+"""
+import time
+from dataclasses import dataclass
+
+from django.core.cache import cache
+
+from students.models import LogoutRun
+
+LOGIN_TIME_KEY = "_students_login_time"
+CACHE_KEY = "students:logout_cutoff"
+# How stale a web process's view of the cutoff may be. With a per-process cache (locmem) a new
+# cutoff written by the command in another process is seen within this many seconds; with a
+# shared cache (Redis) the command writes it there and it is seen at once.
+CACHE_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class Cutoff:
+    at: float  # epoch seconds
+    kept_user_ids: frozenset = frozenset()
+    keep_staff: bool = False
+
+    def ends(self, session, user):
+        """True when this authenticated session must be logged out."""
+        if str(user.pk) in self.kept_user_ids or (self.keep_staff and user.is_staff):
+            return False
+        logged_in_at = session.get(LOGIN_TIME_KEY)
+        return not isinstance(logged_in_at, (int, float)) or logged_in_at < self.at
+
+
+def remember_login_time(sender, request, user, **kwargs):
+    """user_logged_in receiver: stamp the session so the middleware can compare it to a cutoff."""
+    if request is not None and hasattr(request, "session"):
+        request.session[LOGIN_TIME_KEY] = time.time()
+
+
+def _as_cache_value(run):
+    if run is None:
+        return {"at": None}
+    return {"at": run.started_at.timestamp(), "kept": [str(i) for i in run.kept_user_ids],
+            "keep_staff": run.keep_staff}
+
+
+def _from_cache_value(value):
+    if value["at"] is None:
+        return None
+    return Cutoff(at=value["at"], kept_user_ids=frozenset(value["kept"]), keep_staff=value["keep_staff"])
+
+
+def latest_cutoff():
+    """The cutoff in force, or None before the first successful run.
+
+    Cost per call: one cache read. Every CACHE_SECONDS per process (or after a cache flush)
+    a miss adds one indexed query for the newest successful LogoutRun.
+    """
+    value = cache.get(CACHE_KEY)
+    if value is None:
+        run = LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS).order_by("-started_at").first()
+        value = _as_cache_value(run)
+        cache.set(CACHE_KEY, value, CACHE_SECONDS)
+    return _from_cache_value(value)
+
+
+def publish(run):
+    """Put a just-finished run's cutoff into the cache so this cache's readers see it now."""
+    cache.set(CACHE_KEY, _as_cache_value(run), CACHE_SECONDS)

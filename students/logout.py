@@ -1,0 +1,121 @@
+"""Log every user out: the one entry point the command, the tests and the benchmarks call.
+
+A real run takes the cluster-wide lock, records a LogoutRun (its start is the new logout
+cutoff), purges the configured session engine, then records the outcome and logs one line to
+the "students.logout" logger. A dry run only counts: no lock, no record, no change.
+"""
+import logging
+import socket
+import time
+from dataclasses import dataclass, field
+
+from django.db import DatabaseError
+from django.utils import timezone
+
+from students import cutoff
+from students.engines import detect_engine
+from students.lock import run_lock
+from students.models import LogoutRun
+from students.purge import DEFAULT_BATCH_SIZE, Counts, check_purgeable, purge
+from students.selection import resolve_keep_rule
+
+logger = logging.getLogger("students.logout")
+
+
+@dataclass
+class Summary:
+    dry_run: bool
+    engine: str
+    engine_path: str
+    counts: Counts
+    kept_usernames: list = field(default_factory=list)
+    keep_staff: bool = False
+    started_at: str = ""
+    finished_at: str = ""
+    seconds: float = 0.0
+    host: str = ""
+    run_id: int | None = None
+    outcome: str = "success"
+
+    def as_dict(self):
+        """The monitoring view (--json): flat, stable keys."""
+        counts = self.counts
+        return {
+            "dry_run": self.dry_run, "outcome": self.outcome, "engine": self.engine,
+            "engine_path": self.engine_path, "host": self.host, "run_id": self.run_id,
+            "started_at": self.started_at, "finished_at": self.finished_at,
+            "seconds": round(self.seconds, 3),
+            "deleted_active": counts.deleted_active, "deleted_expired": counts.deleted_expired,
+            "live_authenticated": counts.authenticated if counts.decoded else None,
+            "live_anonymous": counts.anonymous if counts.decoded else None,
+            "undecodable": counts.undecodable if counts.decoded else None,
+            "expired": counts.expired, "kept_sessions": counts.kept,
+            "kept_usernames": self.kept_usernames, "keep_staff": self.keep_staff,
+            "note": counts.note,
+        }
+
+
+def logout_all_users(*, dry_run=False, exclude_usernames=(), keep_staff=False,
+                     batch_size=DEFAULT_BATCH_SIZE, engine_path=None):
+    """Run (or dry-run) the logout. Raises UnsupportedEngine, UnknownUsers, LockHeld, LockLost,
+    DatabaseError or OSError; on any error after the run was recorded, the record says 'failed'."""
+    engine = detect_engine(engine_path)
+    check_purgeable(engine)
+    keep = resolve_keep_rule(exclude_usernames, keep_staff)
+    host = socket.gethostname()
+    summary = Summary(dry_run=dry_run, engine=engine.kind, engine_path=engine.path, counts=Counts(),
+                      kept_usernames=list(keep.usernames), keep_staff=keep_staff, host=host)
+    clock = time.monotonic()
+    if dry_run:
+        summary.started_at = timezone.now().isoformat()
+        summary.counts = purge(engine, keep, dry_run=True, batch_size=batch_size)
+        summary.finished_at = timezone.now().isoformat()
+        summary.seconds = time.monotonic() - clock
+        return summary
+
+    with run_lock() as lock:
+        # Holding the lock, any run still marked running is one that died without recording it.
+        LogoutRun.objects.filter(outcome=LogoutRun.Outcome.RUNNING).update(
+            outcome=LogoutRun.Outcome.FAILED, error="abandoned: the run ended without recording an outcome"
+        )
+        run = LogoutRun.objects.create(
+            started_at=timezone.now(), host=host, engine=engine.path, keep_staff=keep_staff,
+            kept_usernames=list(keep.usernames), kept_user_ids=keep.kept_ids,
+        )
+        summary.run_id, summary.started_at = run.pk, run.started_at.isoformat()
+        try:
+            counts = purge(engine, keep, batch_size=batch_size, heartbeat=lock.refresh)
+        except Exception as exc:
+            _record_failure(run, exc)
+            raise
+        run.finished_at = timezone.now()
+        run.deleted_active, run.deleted_expired, run.kept_sessions = (
+            counts.deleted_active, counts.deleted_expired, counts.kept)
+        run.outcome = LogoutRun.Outcome.SUCCESS
+        run.save()
+    _publish_cutoff(run)
+    summary.counts, summary.finished_at = counts, run.finished_at.isoformat()
+    summary.seconds = time.monotonic() - clock
+    logger.info(
+        "Daily logout: deleted %d active and %d expired session(s) on %s (engine %s, kept %d session(s)%s)",
+        counts.deleted_active, counts.deleted_expired, host, engine.kind, counts.kept,
+        f" of {', '.join(keep.usernames)}" if keep.usernames else "",
+    )
+    return summary
+
+
+def _record_failure(run, exc):
+    logger.error("Daily logout failed on %s: %s", run.host, exc)
+    run.outcome, run.error, run.finished_at = LogoutRun.Outcome.FAILED, str(exc), timezone.now()
+    try:
+        run.save()
+    except DatabaseError:
+        pass  # the database itself is what failed; the original error is what matters
+
+
+def _publish_cutoff(run):
+    try:
+        cutoff.publish(run)
+    except Exception as exc:  # the record in the database is authoritative; web hosts re-read it
+        logger.warning("Could not write the new logout cutoff to the cache (%s); web processes "
+                       "pick it up from the database within %d seconds", exc, cutoff.CACHE_SECONDS)

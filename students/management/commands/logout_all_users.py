@@ -1,0 +1,100 @@
+import argparse
+import json
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
+
+from students.engines import UnsupportedEngine
+from students.lock import LockHeld, LockLost
+from students.logout import logout_all_users
+from students.purge import DEFAULT_BATCH_SIZE
+from students.selection import UnknownUsers
+
+EXIT_LOCK_HELD = 75  # EX_TEMPFAIL: another host is doing the job right now
+
+
+def _one_line(exc):
+    return " ".join(str(exc).split()) or exc.__class__.__name__
+
+
+def _positive_int(value):
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {value!r}")
+    return int(value)
+
+
+class Command(BaseCommand):
+    help = (
+        "Log every user out now by deleting their sessions (on the configured session engine), "
+        "clean up expired sessions, and set a logout cutoff that ends any session the purge cannot "
+        "reach (signed cookies) at its next request. Exit status: 0 success, 1 failure, 2 bad usage, "
+        f"{EXIT_LOCK_HELD} another run holds the cluster-wide lock."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--dry-run", action="store_true",
+                            help="Change nothing; report what would be deleted and the engine detected.")
+        parser.add_argument("--exclude-user", action="append", default=[], metavar="USERNAME",
+                            help="Keep this user logged in (repeatable). An unknown username is an error.")
+        parser.add_argument("--keep-staff", action="store_true", help="Keep staff users logged in.")
+        parser.add_argument("--json", action="store_true",
+                            help="Print the run summary as one JSON object (for monitoring) instead of text.")
+        parser.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE, metavar="N",
+                            help=f"Sessions per batch and per transaction (default {DEFAULT_BATCH_SIZE}).")
+
+    def handle(self, *args, **options):
+        try:
+            summary = logout_all_users(
+                dry_run=options["dry_run"], exclude_usernames=options["exclude_user"],
+                keep_staff=options["keep_staff"], batch_size=options["batch_size"],
+            )
+        except LockHeld as exc:
+            raise CommandError(f"Another logout run holds the lock ({exc})", returncode=EXIT_LOCK_HELD)
+        except (UnknownUsers, UnsupportedEngine, LockLost, ImproperlyConfigured) as exc:
+            raise CommandError(_one_line(exc))
+        except DatabaseError as exc:
+            raise CommandError(f"Database error, nothing claimed: {_one_line(exc)}")
+        except OSError as exc:
+            raise CommandError(f"Session storage error: {_one_line(exc)}")
+
+        if options["json"]:
+            self.stdout.write(json.dumps(summary.as_dict(), sort_keys=True))
+        elif summary.dry_run:
+            self._report_dry_run(summary, options["verbosity"])
+        else:
+            self._report_run(summary, options["verbosity"])
+
+    def _report_dry_run(self, summary, verbosity):
+        c = summary.counts
+        live = c.authenticated + c.anonymous + c.undecodable
+        self.stdout.write(self.style.WARNING("DRY RUN: nothing was changed"))
+        self.stdout.write(f"Session engine: {summary.engine} ({summary.engine_path})")
+        self.stdout.write(f"Live sessions: {live} ({c.authenticated} authenticated, {c.anonymous} anonymous"
+                          + (f", {c.undecodable} undecodable" if c.undecodable else "") + ")")
+        self.stdout.write(f"Expired sessions: {c.expired}")
+        if summary.kept_usernames or summary.keep_staff:
+            self.stdout.write(f"Would keep {c.kept} session(s) ({self._who(summary)})")
+        self.stdout.write(f"Would log out all users by deleting {live - c.kept} session(s)")
+        self.stdout.write(f"Would also clean up {c.expired} expired session(s)")
+        if c.note:
+            self.stdout.write(self.style.WARNING(c.note))
+
+    def _report_run(self, summary, verbosity):
+        c = summary.counts
+        self.stdout.write(self.style.SUCCESS(
+            f"Successfully logged out all users by deleting {c.deleted_active} session(s)"))
+        self.stdout.write(f"Also cleaned up {c.deleted_expired} expired session(s)")
+        if summary.kept_usernames or summary.keep_staff:
+            self.stdout.write(f"Kept {c.kept} session(s) ({self._who(summary)})")
+        if c.note:
+            self.stdout.write(self.style.WARNING(c.note))
+        if verbosity >= 2:
+            self.stdout.write(f"Session engine: {summary.engine} ({summary.engine_path})")
+            self.stdout.write(f"Run {summary.run_id} on {summary.host}: {summary.seconds:.2f}s; "
+                              f"logout cutoff {summary.started_at}")
+
+    @staticmethod
+    def _who(summary):
+        who = list(summary.kept_usernames) + (["all staff"] if summary.keep_staff else [])
+        return "users: " + ", ".join(who)

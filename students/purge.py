@@ -1,0 +1,264 @@
+"""How each session engine is purged. Streams sessions in batches; never loads them all.
+
+db         batched DELETEs by primary-key range (a handful of big statements for a full purge);
+           when someone is kept, pages of rows are decoded and the doomed keys deleted per page.
+cached_db  the same rows, AND their cache entries (otherwise users stay logged in from the cache).
+file       the session files under SESSION_FILE_PATH that carry the cookie-name prefix.
+cache      only where the cache can list its keys: Django's RedisCache (SCAN); else UnsupportedEngine.
+signed_cookies  nothing is stored on the server; the logout cutoff (students.cutoff) ends them.
+
+Each batch is its own transaction, so no single long lock blocks logins for the whole run.
+"""
+import os
+import string
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone as dt_timezone
+from itertools import islice
+
+from django.conf import settings
+from django.core.cache import caches
+from django.core.cache.backends.base import default_key_func
+from django.core.cache.backends.redis import RedisCache
+from django.db import connections, router, transaction
+from django.utils import timezone
+
+from students.engines import UnsupportedEngine
+from students.selection import Decoder, user_id_of
+
+DEFAULT_BATCH_SIZE = 20_000
+_KEY_CHARS = frozenset(string.ascii_lowercase + string.digits)
+
+
+@dataclass
+class Counts:
+    """What a purge saw and did. The live split (authenticated/anonymous/undecodable) is only
+    known when sessions were decoded: on a dry run, or when someone is kept."""
+
+    authenticated: int = 0
+    anonymous: int = 0
+    undecodable: int = 0
+    expired: int = 0
+    kept: int = 0
+    deleted_active: int = 0
+    deleted_expired: int = 0
+    decoded: bool = False
+    note: str = ""
+
+    def tally(self, session, keep):
+        """Count one live, decoded session (None = undecodable); True when the rule keeps it."""
+        self.decoded = True
+        if session is None:
+            self.undecodable += 1  # never kept: we cannot tell whose it is
+            return False
+        user_id = user_id_of(session)
+        if user_id is None:
+            self.anonymous += 1
+            return False
+        self.authenticated += 1
+        if keep.keeps(user_id):
+            self.kept += 1
+            return True
+        return False
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def _noop():
+    pass
+
+
+def check_purgeable(engine):
+    """Raise UnsupportedEngine before anything is changed, when this engine cannot be purged."""
+    if engine.kind == "cache":
+        _redis_cache_for(engine)
+
+
+def purge(engine, keep, *, dry_run=False, batch_size=DEFAULT_BATCH_SIZE, heartbeat=_noop):
+    """Delete (or on dry_run only count) every session the KeepRule does not keep, plus expired ones.
+
+    heartbeat() is called after every batch (the lock renews its lease there)."""
+    check_purgeable(engine)
+    if engine.kind in ("db", "cached_db"):
+        return _purge_db(engine, keep, dry_run, batch_size, heartbeat)
+    if engine.kind == "file":
+        return _purge_files(engine, keep, dry_run, batch_size, heartbeat)
+    if engine.kind == "cache":
+        return _purge_cache(engine, keep, dry_run, batch_size, heartbeat)
+    return Counts(note="signed_cookies keeps sessions in the browser, so there is nothing to delete on "
+                       "the server; the logout cutoff ends them at their next request")
+
+
+# --- db and cached_db ---------------------------------------------------------------------------
+
+def _purge_db(engine, keep, dry_run, batch_size, heartbeat):
+    model = engine.store_class.get_model_class()
+    using = router.db_for_write(model)
+    now = timezone.now()
+    if engine.kind == "db" and not dry_run and not keep.keeps_anyone:
+        return _delete_all_by_ranges(model, using, now, batch_size, heartbeat)
+
+    counts = Counts()
+    decode = dry_run or keep.keeps_anyone
+    decoder = Decoder(engine.store_class)
+    session_cache = caches[settings.SESSION_CACHE_ALIAS] if engine.kind == "cached_db" else None
+    fields = ("session_key", "expire_date", "session_data") if decode else ("session_key", "expire_date")
+    for rows in _pages(model, using, fields, batch_size):
+        expired, doomed = [], []
+        for row in rows:
+            if row[1] <= now:  # Django's own loaders treat expire_date <= now as gone
+                counts.expired += 1
+                expired.append(row[0])
+            elif not (decode and counts.tally(decoder.decode(row[2]), keep)):
+                doomed.append(row[0])
+        if not dry_run:
+            with transaction.atomic(using=using):
+                counts.deleted_expired += _delete_keys(model, using, expired)
+                counts.deleted_active += _delete_keys(model, using, doomed)
+            if session_cache is not None:
+                # After the rows: a request in between finds neither and cannot re-cache the row.
+                prefix = engine.store_class.cache_key_prefix
+                session_cache.delete_many([prefix + key for key in expired + doomed])
+        heartbeat()
+    return counts
+
+
+def _pages(model, using, fields, batch_size):
+    """Rows in primary-key order, batch_size at a time (keyset pagination: no OFFSET, no big list)."""
+    rows = model._default_manager.using(using).order_by("session_key").values_list(*fields)
+    last = ""
+    while True:
+        page = list(rows.filter(session_key__gt=last)[:batch_size])
+        if not page:
+            return
+        yield page
+        last = page[-1][0]
+
+
+def _delete_keys(model, using, keys):
+    connection = connections[using]
+    table = connection.ops.quote_name(model._meta.db_table)
+    column = connection.ops.quote_name(model._meta.get_field("session_key").column)
+    chunk = min(connection.features.max_query_params or 5000, 5000)
+    deleted = 0
+    with connection.cursor() as cursor:
+        for start in range(0, len(keys), chunk):
+            part = keys[start:start + chunk]
+            cursor.execute(f"DELETE FROM {table} WHERE {column} IN ({', '.join(['%s'] * len(part))})", part)
+            deleted += cursor.rowcount
+    return deleted
+
+
+def _delete_all_by_ranges(model, using, now, batch_size, heartbeat):
+    """Nobody kept: delete key ranges of batch_size rows, two statements per range (expired, rest)."""
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    key = quote(model._meta.get_field("session_key").column)
+    expire = quote(model._meta.get_field("expire_date").column)
+    now_param = connection.ops.adapt_datetimefield_value(now)
+    keys = model._default_manager.using(using).order_by("session_key").values_list("session_key", flat=True)
+    counts = Counts()
+    low = ""
+    while True:
+        boundary = list(keys.filter(session_key__gt=low)[batch_size - 1:batch_size])
+        high = boundary[0] if boundary else None
+        where, params = f"{key} > %s", [low]
+        if high is not None:
+            where, params = f"{where} AND {key} <= %s", [low, high]
+        with transaction.atomic(using=using), connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {table} WHERE {where} AND {expire} <= %s", [*params, now_param])
+            counts.deleted_expired += cursor.rowcount
+            counts.expired += cursor.rowcount
+            cursor.execute(f"DELETE FROM {table} WHERE {where}", params)
+            counts.deleted_active += cursor.rowcount
+        heartbeat()
+        if high is None:
+            return counts
+        low = high
+
+
+# --- file ---------------------------------------------------------------------------------------
+
+def _purge_files(engine, keep, dry_run, batch_size, heartbeat):
+    store_class = engine.store_class
+    folder = store_class._get_storage_path()  # raises ImproperlyConfigured naming a bad folder
+    prefix = settings.SESSION_COOKIE_NAME
+    decoder = Decoder(store_class)
+    probe = store_class()  # only for get_expiry_age(), which reads no file when given expiry=
+    cookie_age = timedelta(seconds=settings.SESSION_COOKIE_AGE)
+    counts = Counts()
+    with os.scandir(folder) as entries:
+        for seen, entry in enumerate(entries, 1):
+            key = entry.name[len(prefix):]
+            # Django's own temp files (<prefix><key>_out_...) and foreign files do not pass this.
+            if not entry.name.startswith(prefix) or len(key) < 8 or not set(key) <= _KEY_CHARS:
+                continue
+            try:
+                with open(entry.path, encoding="ascii") as handle:
+                    data = handle.read()
+                modified = datetime.fromtimestamp(entry.stat().st_mtime, tz=dt_timezone.utc)
+            except FileNotFoundError:
+                continue  # removed meanwhile (logout, clearsessions)
+            except (OSError, UnicodeDecodeError):
+                data, modified = "\0", timezone.now()  # unreadable counts as undecodable
+            session = decoder.decode(data) if data else {}
+            expiry = (session or {}).get("_session_expiry") or modified + cookie_age
+            if probe.get_expiry_age(expiry=expiry) <= 0:
+                counts.expired += 1
+                if not dry_run and _unlink(entry.path):
+                    counts.deleted_expired += 1
+            elif not counts.tally(session, keep) and not dry_run and _unlink(entry.path):
+                counts.deleted_active += 1
+            if seen % batch_size == 0:
+                heartbeat()
+    heartbeat()
+    return counts
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+# --- cache --------------------------------------------------------------------------------------
+
+def _redis_cache_for(engine):
+    alias = settings.SESSION_CACHE_ALIAS
+    session_cache = caches[alias]
+    backend = f"{type(session_cache).__module__}.{type(session_cache).__qualname__}"
+    if not isinstance(session_cache, RedisCache):
+        raise UnsupportedEngine(
+            f"session engine {engine.path!r} keeps sessions in cache {alias!r} ({backend}), which cannot "
+            "list its keys, so they cannot be purged; use Django's RedisCache or the db/cached_db engine"
+        )
+    if session_cache.key_func is not default_key_func:
+        raise UnsupportedEngine(f"cache {alias!r} uses a custom KEY_FUNCTION; its session keys cannot be found")
+    return session_cache
+
+
+def _glob_escape(text):
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _purge_cache(engine, keep, dry_run, batch_size, heartbeat):
+    session_cache = _redis_cache_for(engine)
+    head = session_cache.make_key("")  # "<KEY_PREFIX>:<VERSION>:" with Django's default key function
+    pattern = _glob_escape(head + engine.store_class.cache_key_prefix) + "*"
+    # Django's RedisCache exposes no key listing; its client (redis-py) does. Write pool = primary.
+    client = session_cache._cache.get_client(write=True)
+    keys = (raw.decode() if isinstance(raw, bytes) else raw for raw in client.scan_iter(match=pattern, count=1000))
+    counts = Counts()
+    while batch := [key[len(head):] for key in islice(keys, batch_size)]:
+        values = session_cache.get_many(batch)  # a key gone meanwhile has expired or logged out
+        doomed = [key for key in batch if key in values
+                  and not counts.tally(values[key] if isinstance(values[key], dict) else None, keep)]
+        if not dry_run and doomed:
+            session_cache.delete_many(doomed)
+            counts.deleted_active += len(doomed)
+        heartbeat()
+    counts.decoded = True
+    return counts

@@ -1,0 +1,78 @@
+"""Which sessions die: decode a session to find its user, and decide whether that user is kept."""
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY, get_user_model
+from django.core import signing
+from django.utils.module_loading import import_string
+
+
+class UnknownUsers(Exception):
+    """--exclude-user named usernames that do not exist (a typo must not silently keep nobody)."""
+
+    def __init__(self, usernames):
+        self.usernames = sorted(usernames)
+        super().__init__(f"unknown username(s) for --exclude-user: {', '.join(self.usernames)}")
+
+
+@dataclass(frozen=True)
+class KeepRule:
+    """The users whose sessions survive the run. Empty rule: everybody is logged out."""
+
+    usernames: tuple = ()
+    user_ids: frozenset = frozenset()   # str(pk), as Django stores it in the session
+    keep_staff: bool = False
+    staff_ids: frozenset = frozenset()
+
+    @property
+    def keeps_anyone(self):
+        return bool(self.user_ids or self.staff_ids)
+
+    def keeps(self, user_id):
+        return user_id is not None and (user_id in self.user_ids or user_id in self.staff_ids)
+
+    @property
+    def kept_ids(self):
+        return sorted(self.user_ids | self.staff_ids)
+
+
+def resolve_keep_rule(usernames=(), keep_staff=False):
+    """Look the users up once, so deciding a session is a set lookup. Raises UnknownUsers."""
+    User = get_user_model()
+    usernames = tuple(dict.fromkeys(usernames))  # keep order, drop repeats
+    found = dict(
+        User._default_manager.filter(**{f"{User.USERNAME_FIELD}__in": usernames}).values_list(User.USERNAME_FIELD, "pk")
+    ) if usernames else {}
+    missing = set(usernames) - set(found)
+    if missing:
+        raise UnknownUsers(missing)
+    staff_ids = frozenset(
+        str(pk) for pk in User._default_manager.filter(is_staff=True).values_list("pk", flat=True)
+    ) if keep_staff else frozenset()
+    return KeepRule(usernames=usernames, user_ids=frozenset(str(pk) for pk in found.values()),
+                    keep_staff=keep_staff, staff_ids=staff_ids)
+
+
+class Decoder:
+    """Decode stored session data the way the engine's SessionStore does, without building a store
+    per session. Returns None (not {}) for data that cannot be decoded, so the caller can tell
+    'undecodable' from 'anonymous'."""
+
+    def __init__(self, store_class):
+        self.salt = "django.contrib.sessions." + store_class.__qualname__
+        self.serializer = import_string(settings.SESSION_SERIALIZER)
+
+    def decode(self, data):
+        try:
+            value = signing.loads(data, salt=self.salt, serializer=self.serializer)
+        except Exception:  # bad signature, bad base64, bad JSON: all mean the same here
+            return None
+        return value if isinstance(value, dict) else None
+
+
+def user_id_of(session_dict):
+    """The str(pk) of the logged-in user, or None for an anonymous (or undecodable) session."""
+    if not session_dict:
+        return None
+    value = session_dict.get(SESSION_KEY)
+    return None if value is None else str(value)
