@@ -1,0 +1,75 @@
+"""Shared helpers for the students tests: users, logging in through the real login form,
+choosing a session engine (and a real Redis cache) per test."""
+import pytest
+import redis as redis_py
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.test import Client
+
+PASSWORD = "a-long-test-password-42"
+ENGINES = ["db", "cached_db", "file", "signed_cookies"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_default_cache():
+    # locmem outlives a test; a cutoff cached by one test must not leak into the next.
+    cache.clear()
+
+
+@pytest.fixture
+def users(db):
+    User = get_user_model()
+    return {
+        "alice": User.objects.create_user("alice", password=PASSWORD),
+        "carol": User.objects.create_user("carol", password=PASSWORD),
+        "teacher": User.objects.create_user("teacher", password=PASSWORD, is_staff=True),
+    }
+
+
+def login(username):
+    """A browser tab: a fresh client that signs in through the login form."""
+    client = Client()
+    response = client.post("/accounts/login/", {"username": username, "password": PASSWORD})
+    assert response.status_code == 302, f"login of {username} failed: {response.content[:300]!r}"
+    assert is_signed_in(client, username)
+    return client
+
+
+def is_signed_in(client, username):
+    """What the person sees: the statistics page with their name, or a redirect to the login page."""
+    response = client.get("/")
+    if response.status_code == 302:
+        assert response["Location"].startswith("/accounts/login/"), response["Location"]
+        return False
+    assert response.status_code == 200
+    assert f"Signed in as <span id=\"username\">{username}</span>" in response.content.decode()
+    return True
+
+
+def use_engine(settings, tmp_path, name, redis_url=None):
+    """Configure SESSION_ENGINE (and for cache/cached_db on Redis, CACHES) for this test."""
+    settings.SESSION_ENGINE = f"django.contrib.sessions.backends.{name}"
+    if name == "file":
+        settings.SESSION_FILE_PATH = str(tmp_path / "sessions")
+        (tmp_path / "sessions").mkdir()
+    if redis_url:
+        redis_py.Redis.from_url(redis_url).flushdb()
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                       "LOCATION": redis_url, "KEY_PREFIX": "lcstats"}}
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request, settings, tmp_path):
+    use_engine(settings, tmp_path, request.param)
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # The real hasher is slow by design; these tests log in dozens of times.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def without_cutoff_middleware(settings):
+    """Take the cutoff middleware out, so a test sees what the purge alone achieved."""
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != "students.middleware.LogoutCutoffMiddleware"]

@@ -1,0 +1,119 @@
+"""Throw-away PostgreSQL and Redis servers from Debian's binaries, for tests (and benchmarks).
+
+Each server gets its own temp folder, listens on 127.0.0.1 on a free port, keeps nothing on
+disk that outlives it, and is stopped (folder removed) when its `with` block or fixture ends.
+PostgreSQL refuses to run as root, so as root its tools run as the `postgres` OS user that
+Debian's postgresql package creates.
+
+    with postgres() as url: ...      # postgres://postgres@127.0.0.1:PORT/postgres
+    with redis() as url: ...         # redis://127.0.0.1:PORT/0
+
+The pytest fixtures `postgres_server` and `redis_server` (session-scoped) wrap them; the root
+conftest.py loads this module as a plugin.
+"""
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_port(port, process, name, log_path=None, timeout=30):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if process is not None and process.poll() is not None or time.monotonic() > deadline:
+                log = open(log_path).read() if log_path and os.path.exists(log_path) else ""
+                raise RuntimeError(f"{name} did not start on 127.0.0.1:{port}\n{log}")
+            time.sleep(0.05)
+
+
+def _as_postgres(command):
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+def _run(command):
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}{result.stderr}")
+    return result
+
+
+@contextlib.contextmanager
+def postgres(settings=(), database="postgres"):
+    """Yield a postgres:// URL (superuser `postgres`, trust auth) to `database` on a fresh cluster.
+
+    settings: extra server settings such as "fsync=off"."""
+    if not os.path.exists(f"{PG_BIN}/initdb"):
+        raise RuntimeError(f"PostgreSQL binaries not found in {PG_BIN}: install Debian's postgresql package")
+    folder = tempfile.mkdtemp(prefix="nightly-logout-pg-")
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres", "postgres")
+    data, log = os.path.join(folder, "data"), os.path.join(folder, "server.log")
+    port = free_port()
+    started = False
+    try:
+        _run(_as_postgres([f"{PG_BIN}/initdb", "-D", data, "-U", "postgres", "-A", "trust",
+                           "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"]))
+        options = " ".join([f"-p {port}", f"-k {folder}", "-c listen_addresses=127.0.0.1",
+                            *(f"-c {setting}" for setting in settings)])
+        _run(_as_postgres([f"{PG_BIN}/pg_ctl", "-D", data, "-l", log, "-o", options, "-w", "-t", "60", "start"]))
+        started = True
+        if database != "postgres":
+            _run(_as_postgres([f"{PG_BIN}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", database]))
+        yield f"postgres://postgres@127.0.0.1:{port}/{database}"
+    finally:
+        if started:
+            subprocess.run(_as_postgres([f"{PG_BIN}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"]),
+                           capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def redis():
+    """Yield a redis:// URL to a fresh Redis server that persists nothing."""
+    folder = tempfile.mkdtemp(prefix="nightly-logout-redis-")
+    port = free_port()
+    log = os.path.join(folder, "server.log")
+    process = subprocess.Popen(
+        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", folder, "--logfile", log],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_port(port, process, "redis-server", log)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """postgres:// URL of a PostgreSQL server for this test session (database `postgres`)."""
+    with postgres(settings=("fsync=off", "full_page_writes=off")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """redis:// URL of a Redis server for this test session."""
+    with redis() as url:
+        yield url
