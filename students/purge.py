@@ -11,12 +11,14 @@ Each batch is its own transaction, so no single long lock blocks logins for the 
 """
 import os
 import string
+import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
 from itertools import islice
 
 from django.conf import settings
 from django.core.cache import caches
+from django.core.exceptions import ImproperlyConfigured
 from django.core.cache.backends.base import default_key_func
 from django.core.cache.backends.redis import RedisCache
 from django.db import connections, router, transaction
@@ -182,7 +184,10 @@ def _delete_all_by_ranges(model, using, now, batch_size, heartbeat):
 
 def _purge_files(engine, keep, dry_run, batch_size, heartbeat):
     store_class = engine.store_class
-    folder = store_class._get_storage_path()  # raises ImproperlyConfigured naming a bad folder
+    # From the setting, not store_class._get_storage_path(): that one caches the first answer.
+    folder = settings.SESSION_FILE_PATH or tempfile.gettempdir()
+    if not os.path.isdir(folder):
+        raise ImproperlyConfigured(f"SESSION_FILE_PATH {folder!r} is not an existing folder")
     prefix = settings.SESSION_COOKIE_NAME
     decoder = Decoder(store_class)
     probe = store_class()  # only for get_expiry_age(), which reads no file when given expiry=

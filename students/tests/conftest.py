@@ -46,12 +46,21 @@ def is_signed_in(client, username):
     return True
 
 
+def forget_file_storage_path():
+    """Django's file SessionStore caches SESSION_FILE_PATH on its class; tests change the setting."""
+    from django.contrib.sessions.backends.file import SessionStore
+
+    if "_storage_path" in SessionStore.__dict__:
+        del SessionStore._storage_path
+
+
 def use_engine(settings, tmp_path, name, redis_url=None):
     """Configure SESSION_ENGINE (and for cache/cached_db on Redis, CACHES) for this test."""
     settings.SESSION_ENGINE = f"django.contrib.sessions.backends.{name}"
     if name == "file":
         settings.SESSION_FILE_PATH = str(tmp_path / "sessions")
         (tmp_path / "sessions").mkdir()
+        forget_file_storage_path()
     if redis_url:
         redis_py.Redis.from_url(redis_url).flushdb()
         settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",

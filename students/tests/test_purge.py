@@ -1,0 +1,109 @@
+"""The purge logic directly: expired sessions, anonymous and undecodable ones, batching."""
+import os
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
+from django.contrib.sessions.models import Session
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from students.engines import detect_engine
+from students.purge import purge
+from students.selection import KeepRule, resolve_keep_rule
+from students.tests.conftest import forget_file_storage_path
+
+pytestmark = pytest.mark.django_db
+
+
+def make_sessions(store_class, user=None, count=1, expired=False):
+    keys = []
+    for _ in range(count):
+        store = store_class()
+        if user is not None:
+            store[SESSION_KEY] = str(user.pk)
+        else:
+            store["cart"] = "anonymous visitor"
+        store.set_expiry(-60 if expired else 3600)
+        store.create()
+        store.save()
+        keys.append(store.session_key)
+    return keys
+
+
+def test_counts_expired_apart_and_deletes_everything(users):
+    make_sessions(SessionStore, users["alice"], count=3)
+    make_sessions(SessionStore, None, count=2)
+    make_sessions(SessionStore, users["carol"], count=4, expired=True)
+    counts = purge(detect_engine("django.contrib.sessions.backends.db"), KeepRule(), batch_size=3)
+    assert (counts.deleted_active, counts.deleted_expired) == (5, 4)
+    assert Session.objects.count() == 0
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 1000])
+def test_kept_sessions_survive_across_batches(users, batch_size):
+    kept = make_sessions(SessionStore, users["teacher"], count=3)
+    make_sessions(SessionStore, users["alice"], count=4)
+    make_sessions(SessionStore, None, count=2)
+    make_sessions(SessionStore, users["teacher"], count=1, expired=True)
+    counts = purge(detect_engine("django.contrib.sessions.backends.db"),
+                   resolve_keep_rule(keep_staff=True), batch_size=batch_size)
+    assert sorted(Session.objects.values_list("session_key", flat=True)) == sorted(kept)
+    assert (counts.deleted_active, counts.deleted_expired, counts.kept) == (6, 1, 3)
+
+
+def test_undecodable_sessions_are_not_kept(users):
+    make_sessions(SessionStore, users["alice"])
+    Session.objects.create(session_key="x" * 32, session_data="not-signed-by-us",
+                           expire_date=timezone.now() + timedelta(hours=1))
+    engine = detect_engine("django.contrib.sessions.backends.db")
+    rule = resolve_keep_rule(["alice"])
+    dry = purge(engine, rule, dry_run=True)
+    assert (dry.authenticated, dry.undecodable, dry.kept) == (1, 1, 1)
+    assert Session.objects.count() == 2, "dry run deleted something"
+    purge(engine, rule)
+    assert not Session.objects.filter(session_key="x" * 32).exists()
+    assert Session.objects.count() == 1
+
+
+def test_full_purge_is_a_few_large_deletes_not_one_per_row(users):
+    make_sessions(SessionStore, users["alice"], count=50)
+    with CaptureQueriesContext(connection) as queries:
+        purge(detect_engine("django.contrib.sessions.backends.db"), KeepRule(), batch_size=20)
+    deletes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("DELETE")]
+    assert len(deletes) == 6, deletes  # 3 key ranges x (expired, the rest)
+    assert Session.objects.count() == 0
+
+
+def test_keep_path_reads_pages_not_the_whole_table(users):
+    make_sessions(SessionStore, users["alice"], count=25)
+    with CaptureQueriesContext(connection) as queries:
+        purge(detect_engine("django.contrib.sessions.backends.db"), resolve_keep_rule(keep_staff=True), batch_size=10)
+    selects = [q["sql"] for q in queries.captured_queries if "session_data" in q["sql"] and q["sql"].startswith("SELECT")]
+    assert len(selects) == 4 and all("LIMIT 10" in sql for sql in selects), selects
+
+
+def test_file_engine_deletes_only_session_files(users, settings, tmp_path):
+    from django.contrib.sessions.backends.file import SessionStore as FileStore
+
+    settings.SESSION_FILE_PATH = str(tmp_path)
+    forget_file_storage_path()
+    make_sessions(FileStore, users["alice"], count=2)
+    make_sessions(FileStore, None, count=1)
+    make_sessions(FileStore, users["carol"], count=1, expired=True)
+    (tmp_path / "sessionid-notes.txt").write_text("not a session")
+    (tmp_path / "other-file").write_text("keep me")
+    counts = purge(detect_engine("django.contrib.sessions.backends.file"), KeepRule())
+    assert (counts.deleted_active, counts.deleted_expired) == (3, 1)
+    assert sorted(os.listdir(tmp_path)) == ["other-file", "sessionid-notes.txt"]
+
+
+def test_file_engine_with_a_missing_folder_is_an_error_naming_it(settings, tmp_path, users):
+    from django.core.management import CommandError, call_command
+
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.file"
+    settings.SESSION_FILE_PATH = str(tmp_path / "missing")
+    with pytest.raises(CommandError, match="missing"):
+        call_command("logout_all_users")
