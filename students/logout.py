@@ -56,9 +56,11 @@ class Summary:
 
 
 def logout_all_users(*, dry_run=False, exclude_usernames=(), keep_staff=False,
-                     batch_size=DEFAULT_BATCH_SIZE, engine_path=None):
+                     batch_size=DEFAULT_BATCH_SIZE, engine_path=None, guard=None):
     """Run (or dry-run) the logout. Raises UnsupportedEngine, UnknownUsers, LockHeld, LockLost,
-    DatabaseError or OSError; on any error after the run was recorded, the record says 'failed'."""
+    DatabaseError or OSError; on any error after the run was recorded, the record says 'failed'.
+    `guard` (students.schedule): called before anything changes, under the cluster lock for a real
+    run so two hosts cannot both pass it; it raises NotDue to stop the run."""
     engine = detect_engine(engine_path)
     check_purgeable(engine)
     keep = resolve_keep_rule(exclude_usernames, keep_staff)
@@ -67,6 +69,8 @@ def logout_all_users(*, dry_run=False, exclude_usernames=(), keep_staff=False,
                       kept_usernames=list(keep.usernames), keep_staff=keep_staff, host=host)
     clock = time.monotonic()
     if dry_run:
+        if guard is not None:
+            guard()
         summary.started_at = timezone.now().isoformat()
         summary.counts = purge(engine, keep, dry_run=True, batch_size=batch_size)
         summary.finished_at = timezone.now().isoformat()
@@ -78,6 +82,8 @@ def logout_all_users(*, dry_run=False, exclude_usernames=(), keep_staff=False,
         LogoutRun.objects.filter(outcome=LogoutRun.Outcome.RUNNING).update(
             outcome=LogoutRun.Outcome.FAILED, error="abandoned: the run ended without recording an outcome"
         )
+        if guard is not None:
+            guard()
         run = LogoutRun.objects.create(
             started_at=timezone.now(), host=host, engine=engine.path, keep_staff=keep_staff,
             kept_usernames=list(keep.usernames), kept_user_ids=keep.kept_ids,

@@ -4,11 +4,14 @@ import json
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
+from django.utils import timezone
 
 from students.engines import UnsupportedEngine
 from students.lock import LockHeld, LockLost
 from students.logout import logout_all_users
+from students.models import LogoutRun
 from students.purge import DEFAULT_BATCH_SIZE
+from students.schedule import LastRun, NotDue, ScheduleError, decide, parse_due_at, parse_zone
 from students.selection import UnknownUsers
 
 EXIT_LOCK_HELD = 75  # EX_TEMPFAIL: another host is doing the job right now
@@ -42,13 +45,22 @@ class Command(BaseCommand):
                             help="Print the run summary as one JSON object (for monitoring) instead of text.")
         parser.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE, metavar="N",
                             help=f"Sessions per batch and per transaction (default {DEFAULT_BATCH_SIZE}).")
+        parser.add_argument("--due-at", metavar="HH:MM",
+                            help="For schedulers: run only if the local time in --timezone is at or after HH:MM "
+                                 "and no successful run happened since today's HH:MM there (once per local day, "
+                                 "across daylight-saving changes); otherwise print why and exit 0.")
+        parser.add_argument("--timezone", metavar="ZONE", help="IANA time zone of --due-at, e.g. Europe/Dublin.")
 
     def handle(self, *args, **options):
+        guard = self._due_guard(options["due_at"], options["timezone"])
         try:
             summary = logout_all_users(
                 dry_run=options["dry_run"], exclude_usernames=options["exclude_user"],
-                keep_staff=options["keep_staff"], batch_size=options["batch_size"],
+                keep_staff=options["keep_staff"], batch_size=options["batch_size"], guard=guard,
             )
+        except NotDue as exc:
+            self.stdout.write(json.dumps({"due": False, "message": str(exc)}) if options["json"] else str(exc))
+            return
         except LockHeld as exc:
             raise CommandError(f"Another logout run holds the lock ({exc})", returncode=EXIT_LOCK_HELD)
         except (UnknownUsers, UnsupportedEngine, LockLost, ImproperlyConfigured) as exc:
@@ -64,6 +76,26 @@ class Command(BaseCommand):
             self._report_dry_run(summary, options["verbosity"])
         else:
             self._report_run(summary, options["verbosity"])
+
+    @staticmethod
+    def _due_guard(due_at, zone_name):
+        """None for a manual run; else a check (students.schedule) the run makes under the cluster lock."""
+        if due_at is None and zone_name is None:
+            return None
+        if due_at is None or zone_name is None:
+            raise CommandError("--due-at and --timezone go together: give both or neither")
+        try:
+            due_time, zone = parse_due_at(due_at), parse_zone(zone_name)
+        except ScheduleError as exc:
+            raise CommandError(str(exc))
+
+        def guard():
+            last = LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS).order_by("-started_at").first()
+            verdict = decide(timezone.now(), due_time, zone, last and LastRun(last.started_at, last.host))
+            if not verdict.due:
+                raise NotDue(verdict.message)
+
+        return guard
 
     def _report_dry_run(self, summary, verbosity):
         c = summary.counts

@@ -1,0 +1,159 @@
+"""When a scheduled logout is due: the local-time guard that cron, systemd and PythonAnywhere share.
+
+Schedulers fire at times of the host's clock (PythonAnywhere: UTC). A site's "02:00" is a local
+time in its own zone, which moves against the host clock twice a year and may not exist (spring
+forward) or happen twice (fall back). So the scheduler fires at every host time that can be the
+target, and this guard decides, with one rule for every backend:
+
+    On each local date D in ZONE the target is the first instant of D whose local time is at or
+    after HH:MM (inside a spring-forward gap: the end of the gap). A firing is due when now is at
+    or after today's target and no successful run started at or after it.
+
+So the first firing at or after the target runs and every later one that day is skipped: exactly
+once per local day, none skipped. The check reads LogoutRun in the shared database, under the
+cluster lock, so it also holds once per cluster. Everything here is pure: `now` is passed in.
+"""
+import argparse
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+_HH_MM = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
+
+
+class ScheduleError(ValueError):
+    """A --due-at or --timezone value that cannot be used; the message names it."""
+
+
+class NotDue(Exception):
+    """Raised by the guard (while holding the lock) to stop a run; the message says why."""
+
+
+def parse_due_at(text):
+    match = _HH_MM.match(text or "")
+    if not match:
+        raise ScheduleError(f"--due-at must be a time HH:MM from 00:00 to 23:59, not {text!r}")
+    return time(int(match[1]), int(match[2]))
+
+
+def parse_zone(name):
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # ValueError: a path-like name ("../x"); OSError: a folder such as "Europe".
+        raise ScheduleError(f"--timezone {name!r} is not a known IANA time zone (e.g. Europe/Dublin)") from None
+
+
+def target_instant(day, due_at, zone):
+    """The first instant of local date `day` in `zone` whose wall time is at or after `due_at` (UTC)."""
+    wall = datetime.combine(day, due_at)
+    early = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    if _wall(early, zone) == wall:
+        return early  # exists (fold=0 is the earlier of two in a fall-back overlap)
+    # Inside a spring-forward gap: the answer is the transition, between the two readings of the
+    # wall time. Wall time only moves forward there, so a bisection to the second finds it.
+    low = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    high = early
+    while high - low > timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if _wall(middle, zone) >= wall:
+            high = middle
+        else:
+            low = middle
+    return high.replace(microsecond=0) if _wall(high.replace(microsecond=0), zone) >= wall else high
+
+
+def _wall(instant, zone):
+    return instant.astimezone(zone).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class LastRun:
+    started_at: datetime
+    host: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    due: bool
+    message: str
+    target: datetime
+
+
+def decide(now, due_at, zone, last_success=None):
+    """Is a logout due at `now` (aware)? `last_success` is the latest successful LastRun, or None."""
+    local_now = now.astimezone(zone)
+    target = target_instant(local_now.date(), due_at, zone)
+    zone_name = str(zone)
+    if now < target:
+        return Verdict(False, f"Not due: it is {_clock(now, zone)} in {zone_name}; today's logout is due at "
+                              f"{_clock(target, zone)}", target)
+    if last_success is not None and last_success.started_at >= target:
+        return Verdict(False, f"Already logged out today at {_clock(last_success.started_at, zone)} "
+                              f"({zone_name}) by host {last_success.host}", target)
+    return Verdict(True, f"Due: today's logout was due at {_clock(target, zone)} in {zone_name}", target)
+
+
+def _clock(instant, zone):
+    local = instant.astimezone(zone)
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+
+
+def firing_times(due_at, zone, clock_zone, first_day, days):
+    """The distinct (hour, minute) times of `clock_zone`'s clock at which the targets of local dates
+    first_day .. first_day+days-1 fall: fire at all of them and every target is hit on time."""
+    times = set()
+    for offset in range(days):
+        target = target_instant(first_day + timedelta(days=offset), due_at, zone)
+        local = target.astimezone(clock_zone)
+        times.add((local.hour, local.minute))
+    return sorted(times)
+
+
+def host_clock_zone(localtime="/etc/localtime"):
+    """The zone of the host clock cron and systemd read (/etc/localtime); UTC when there is none."""
+    try:
+        with open(localtime, "rb") as handle:
+            return ZoneInfo.from_file(handle, key=_zone_key(localtime))
+    except OSError:
+        return ZoneInfo("UTC")
+
+
+def _zone_key(localtime):
+    target = os.path.realpath(localtime)
+    return target.split("/zoneinfo/", 1)[1] if "/zoneinfo/" in target else "localtime"
+
+
+def main(argv=None):
+    """For the Ansible role, run on the target with the site's own Python and tzdata:
+    validate the zone and print, as JSON, the times each scheduler must fire at."""
+    parser = argparse.ArgumentParser(prog="python -m students.schedule", description=main.__doc__)
+    parser.add_argument("--due-at", required=True, metavar="HH:MM")
+    parser.add_argument("--timezone", required=True, metavar="ZONE")
+    parser.add_argument("--from-date", type=date.fromisoformat, default=None, metavar="YYYY-MM-DD")
+    parser.add_argument("--days", type=int, default=800, help="span to cover (default 800: two years)")
+    options = parser.parse_args(argv)
+    try:
+        due_at, zone = parse_due_at(options.due_at), parse_zone(options.timezone)
+    except ScheduleError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    first_day = options.from_date or datetime.now(zone).date()
+    host_zone = host_clock_zone()
+
+    def spans(clock_zone):
+        return [{"hour": h, "minute": m} for h, m in firing_times(due_at, zone, clock_zone, first_day, options.days)]
+
+    print(json.dumps({
+        "timezone": str(zone), "due_at": f"{due_at:%H:%M}", "host_zone": str(host_zone),
+        "host_times": spans(host_zone), "zone_times": spans(zone), "utc_times": spans(ZoneInfo("UTC")),
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

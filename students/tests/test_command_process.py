@@ -1,0 +1,149 @@
+"""`manage.py logout_all_users` as cron runs it: a real process, real exit codes, real stderr.
+
+Each test gets its own database: a SQLite file, or (when the suite runs on PostgreSQL) a fresh
+database on the same server, so the lock is the real advisory lock between real processes."""
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+REPO_DIR = Path(__file__).resolve().parents[2]
+SERVER_URL = os.environ.get("DATABASE_URL", "")
+ON_POSTGRES = urlsplit(SERVER_URL).scheme.startswith("postgres")
+
+
+def manage(env, *args, stdin=None):
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO_DIR, env=env,
+                          capture_output=True, text=True, input=stdin, timeout=120)
+
+
+def checked(result):
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+SEED = (
+    "from django.contrib.auth.models import User\n"
+    "from django.contrib.sessions.backends.db import SessionStore\n"
+    "alice = User.objects.create_user('alice')\n"
+    "s = SessionStore(); s['_auth_user_id'] = str(alice.pk); s.create()\n"
+    "s = SessionStore(); s.create()\n"
+    "s = SessionStore(); s.set_expiry(-10); s.create()\n"
+)
+BASE_ENV = {"CACHE_URL": "locmem://", "SESSION_ENGINE": "db", "DJANGO_SETTINGS_MODULE": "lcstats.settings",
+            "DJANGO_LOG_LEVEL": "WARNING"}
+
+
+def _postgres_admin(sql):
+    import psycopg
+
+    with psycopg.connect(SERVER_URL, autocommit=True) as admin:
+        admin.execute(sql)
+
+
+def _url_for(name, folder):
+    if ON_POSTGRES:
+        return urlsplit(SERVER_URL)._replace(path=f"/{name}").geturl()
+    return f"sqlite:///{folder / (name + '.sqlite3')}"
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """One migrated, seeded database per module (alice's session, an anonymous one, an expired one);
+    each test gets a copy, since migrating takes seconds."""
+    folder = tmp_path_factory.mktemp("cmd")
+    name = f"cmd_template_{secrets.token_hex(4)}"
+    if ON_POSTGRES:
+        _postgres_admin(f"CREATE DATABASE {name}")
+    env = {**os.environ, **BASE_ENV, "DATABASE_URL": _url_for(name, folder)}
+    checked(manage(env, "migrate", "--noinput", "-v", "0"))
+    checked(manage(env, "shell", "--no-imports", "-c", SEED))
+    yield name, folder
+    if ON_POSTGRES:
+        _postgres_admin(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def env(template):
+    template_name, folder = template
+    name = f"cmd_{secrets.token_hex(4)}"
+    if ON_POSTGRES:
+        _postgres_admin(f"CREATE DATABASE {name} TEMPLATE {template_name}")
+    else:
+        shutil.copy(folder / f"{template_name}.sqlite3", folder / f"{name}.sqlite3")
+    yield {**os.environ, **BASE_ENV, "DATABASE_URL": _url_for(name, folder)}
+    if ON_POSTGRES:
+        _postgres_admin(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def test_success_prints_the_contract_lines_and_exits_0(env):
+    result = checked(manage(env, "logout_all_users"))
+    assert result.stdout.splitlines() == [
+        "Successfully logged out all users by deleting 2 session(s)",
+        "Also cleaned up 1 expired session(s)",
+    ]
+    assert result.stderr == ""
+
+
+def test_dry_run_exits_0_and_a_second_look_sees_the_same(env):
+    first = checked(manage(env, "logout_all_users", "--dry-run")).stdout
+    assert "Live sessions: 2 (1 authenticated, 1 anonymous)" in first
+    assert "Expired sessions: 1" in first
+    assert checked(manage(env, "logout_all_users", "--dry-run")).stdout == first
+
+
+def test_unknown_user_exits_1_with_one_line(env):
+    result = manage(env, "logout_all_users", "--exclude-user", "ghost")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["CommandError: unknown username(s) for --exclude-user: ghost"]
+    assert "Successfully" not in result.stdout
+
+
+def test_bad_usage_exits_2(env):
+    result = manage(env, "logout_all_users", "--no-such-flag")
+    assert result.returncode == 2
+    assert "unrecognized arguments: --no-such-flag" in result.stderr
+
+
+def test_unsupported_engine_exits_1_naming_it(env):
+    result = manage({**env, "SESSION_ENGINE": "cache"}, "logout_all_users")
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert "'django.contrib.sessions.backends.cache'" in line and "LocMemCache" in line
+
+
+def test_unreachable_database_exits_1_naming_it(env):
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = manage({**env, "DATABASE_URL": f"postgres://nobody@127.0.0.1:{port}/lcstats"}, "logout_all_users")
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("CommandError: Database error, nothing claimed:") and f"port {port}" in line
+    assert result.stdout == ""
+
+
+def test_lock_held_by_another_process_exits_75(env):
+    holder = subprocess.Popen(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c",
+         "import sys\nfrom students.lock import run_lock\nwith run_lock():\n"
+         "    print('held', flush=True)\n    sys.stdin.read()\n"],
+        cwd=REPO_DIR, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = manage(env, "logout_all_users")
+        assert result.returncode == 75, result.stderr
+        [line] = result.stderr.splitlines()
+        assert line.startswith("CommandError: Another logout run holds the lock (")
+        assert "Successfully" not in result.stdout
+    finally:
+        holder.communicate("", timeout=30)
+    assert holder.returncode == 0
+    assert "deleting 2 session(s)" in checked(manage(env, "logout_all_users")).stdout
