@@ -1,9 +1,12 @@
 """Shared helpers for the students tests: users, logging in through the real login form,
 choosing a session engine (and a real Redis cache) per test."""
+from io import StringIO
+
 import pytest
 import redis as redis_py
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.core.management import call_command
 from django.test import Client
 
 PASSWORD = "a-long-test-password-42"
@@ -24,6 +27,13 @@ def users(db):
         "carol": User.objects.create_user("carol", password=PASSWORD),
         "teacher": User.objects.create_user("teacher", password=PASSWORD, is_staff=True),
     }
+
+
+def run_command(*args):
+    """logout_all_users in this process; returns what it printed."""
+    out = StringIO()
+    call_command("logout_all_users", *args, stdout=out)
+    return out.getvalue()
 
 
 def login(username):

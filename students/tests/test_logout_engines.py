@@ -1,20 +1,12 @@
 """The promise, per session engine, as a person sees it: after the command the old cookie gets
 the login page; a dry run changes nothing; kept users stay signed in."""
-from io import StringIO
 
 import pytest
 from django.test import Client
-from django.core.management import call_command
 
-from students.tests.conftest import is_signed_in, login, without_cutoff_middleware
+from students.tests.conftest import run_command as run, is_signed_in, login, without_cutoff_middleware
 
 pytestmark = pytest.mark.django_db
-
-
-def run(*args):
-    out = StringIO()
-    call_command("logout_all_users", *args, stdout=out)
-    return out.getvalue()
 
 
 def test_everyone_is_logged_out(engine, users):

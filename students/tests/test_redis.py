@@ -1,19 +1,12 @@
 """cached_db and cache session engines on a real Redis server (started by tests/servers.py)."""
-from io import StringIO
 
 import pytest
 import redis as redis_py
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
-from students.tests.conftest import is_signed_in, login, use_engine, without_cutoff_middleware
+from students.tests.conftest import run_command as run, is_signed_in, login, use_engine, without_cutoff_middleware
 
 pytestmark = pytest.mark.django_db
-
-
-def run(*args):
-    out = StringIO()
-    call_command("logout_all_users", *args, stdout=out)
-    return out.getvalue()
 
 
 def session_keys_in_redis(url, engine):

@@ -3,26 +3,19 @@ import json
 import logging
 from contextlib import contextmanager
 from datetime import timedelta
-from io import StringIO
 
 import pytest
 from django.contrib.sessions.models import Session
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 from django.db import connection
 from django.utils import timezone
 
 from students import lock as lock_module
 from students.lock import LOCK_NAME, run_lock
 from students.models import LogoutRun, RunLease
-from students.tests.conftest import is_signed_in, login
+from students.tests.conftest import run_command as run, is_signed_in, login
 
 pytestmark = pytest.mark.django_db
-
-
-def run(*args):
-    out = StringIO()
-    call_command("logout_all_users", *args, stdout=out)
-    return out.getvalue()
 
 
 def test_a_real_run_is_recorded_and_logged(users, caplog):
