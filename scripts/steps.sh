@@ -84,10 +84,13 @@ install_missing_apt_packages() {
 }
 
 # Create the project's virtualenv (once) and install a requirements file in it.
+# Built on Debian's own Python: the site user runs the venv's python from cron,
+# and an interpreter under another user's home (pyenv in /root) is out of its reach.
+readonly SYSTEM_PYTHON=/usr/bin/python3
 install_python_requirements() {
   local venv_dir=$1 requirements=$2
   if [[ ! -x ${venv_dir}/bin/python ]]; then
-    python3 -m venv "${venv_dir}"
+    "${SYSTEM_PYTHON}" -m venv "${venv_dir}"
   fi
   "${venv_dir}/bin/python" -m pip install --quiet --disable-pip-version-check -r "${requirements}"
 }

@@ -30,6 +30,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 PASSWORD = "correct-horse-battery-staple-42"
+# The role's logrotate entry has one fixed path: this host's own (from ./setup.sh) is put back after.
+LOGROTATE_ENTRY = Path("/etc/logrotate.d/nightly_logout")
 
 
 def run(command, **kwargs):
@@ -210,11 +212,16 @@ def nightly_job(workdir, os_user, site):
     if reachable.returncode != 0:
         pytest.fail(f"user {os_user} cannot read {REPO_DIR}/manage.py or run {VENV_BIN}/python: "
                     "the checkout must be readable by other users, as a site user's project is")
-    apply_role(workdir, variables)
+    host_logrotate_entry = LOGROTATE_ENTRY.read_bytes() if LOGROTATE_ENTRY.exists() else None
     try:
+        apply_role(workdir, variables)
         yield job
     finally:
         apply_role(workdir, {**variables, "nightly_logout_state": "absent", "nightly_logout_purge_logs": True})
+        removed_logrotate_entry = not LOGROTATE_ENTRY.exists()
+        if host_logrotate_entry is not None:
+            LOGROTATE_ENTRY.write_bytes(host_logrotate_entry)
+        assert removed_logrotate_entry, "state=absent left the logrotate entry behind"
         assert not job.script_path.exists(), "state=absent left the wrapper script behind"
         crontab = subprocess.run(["crontab", "-l", "-u", os_user], capture_output=True, text=True).stdout
         assert "nightly_logout" not in crontab, f"state=absent left a cron entry:\n{crontab}"

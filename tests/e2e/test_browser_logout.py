@@ -49,6 +49,7 @@ def test_nightly_logout_ends_the_student_session_and_keeps_staff(browser, site, 
     assert re.search(r"^\S+: Running daily user logout\.\.\.$", log, re.M), log
     # Two sessions exist; --keep-staff spares the teacher's.
     assert "Successfully logged out all users by deleting 1 session(s)" in log, log
+    assert "Kept 1 session(s) (users: all staff)" in log, log
     assert re.search(r"^\S+: Daily logout completed successfully$", log, re.M), log
 
     student.reload()
