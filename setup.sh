@@ -10,8 +10,6 @@ readonly REPO_DIR
 readonly VENV_DIR="${REPO_DIR}/.venv"
 # What the nightly job needs on this host besides Python.
 readonly APT_PACKAGES=(cron logrotate python3-venv)
-# Where Debian's cron keeps each user's crontab.
-readonly CRONTAB_DIR=/var/spool/cron/crontabs
 readonly CRON_JOB_MARKER="#Ansible: nightly_logout"
 
 # shellcheck source=scripts/steps.sh
@@ -26,27 +24,51 @@ provision_host() {
   ../.venv/bin/ansible-playbook playbook.yml "$@"
 }
 
+# The site user the playbook scheduled the job for, as Ansible resolves it from
+# the inventory and the -e/-i arguments that were given to the playbook.
+site_user() {
+  local args=()
+  while (($#)); do
+    case $1 in
+      -e | --extra-vars | -i | --inventory)
+        args+=("$1" "$2")
+        shift 2
+        ;;
+      -e?* | --extra-vars=* | -i?* | --inventory=*)
+        args+=("$1")
+        shift
+        ;;
+      *) shift ;;
+    esac
+  done
+  (
+    cd ansible
+    ANSIBLE_LOAD_CALLBACK_PLUGINS=1 ANSIBLE_STDOUT_CALLBACK=ansible.builtin.json \
+      ../.venv/bin/ansible localhost -m ansible.builtin.debug -a 'msg={{ nightly_logout_user }}' "${args[@]}"
+  ) 2>/dev/null | "${VENV_DIR}/bin/python" -c \
+    'import json, sys; print(json.load(sys.stdin)["plays"][0]["tasks"][0]["hosts"]["localhost"]["msg"])'
+}
+
 # Read back what the playbook scheduled, so what we print is what cron runs.
 show_how_to_use() {
-  local crontab user line command
-  for crontab in "${CRONTAB_DIR}"/*; do
-    [[ -f ${crontab} ]] || continue
-    line=$(grep -A1 -x -F "${CRON_JOB_MARKER}" "${crontab}" | tail -n 1) || continue
-    user=${crontab##*/}
-    # The command is everything after the five schedule fields.
-    command=$(sed -E 's/^([^ ]+ +){5}//' <<<"${line}")
-    cat <<EOF
-
-The nightly logout is scheduled for user ${user}. Its crontab line:
-  ${line}
-Log file:     $(grep -oE '>> *[^ ]+' <<<"${command}" | sed -E 's/^>> *//')
-See it:       crontab -l -u ${user}
-Run it now:   runuser -u ${user} -- sh -c '${command}'
-Site:         ${VENV_DIR}/bin/python manage.py runserver  (then open http://127.0.0.1:8000/)
-EOF
+  local user line command
+  user=$(site_user "$@")
+  line=$(crontab -l -u "${user}" 2>/dev/null | grep -A1 -x -F "${CRON_JOB_MARKER}" | tail -n 1) || true
+  if [[ -z ${line} ]]; then
+    echo "The crontab of ${user} has no \"${CRON_JOB_MARKER}\" entry (nightly_logout_state=absent?)."
     return 0
-  done
-  echo "No crontab has the ${CRON_JOB_MARKER} entry: was the job state set to absent?" >&2
+  fi
+  # The command is everything after the five schedule fields.
+  command=$(sed -E 's/^([^ ]+ +){5}//' <<<"${line}")
+  cat <<EOF
+
+The nightly logout is scheduled in the crontab of ${user}:
+  ${line}
+Log file:    $(grep -oE '>> *[^ ]+' <<<"${command}" | sed -E 's/^>> *//')
+See it:      crontab -l -u ${user}
+Run it now:  runuser -u ${user} -- sh -c '${command}'
+The site:    .venv/bin/python manage.py runserver   (then open http://127.0.0.1:8000/)
+EOF
 }
 
 main() {
@@ -56,7 +78,7 @@ main() {
   require_step "Migrate the SQLite database" migrate_database
   require_step "Provision this host" provision_host "$@"
   print_summary
-  show_how_to_use
+  show_how_to_use "$@"
 }
 
 main "$@"
