@@ -1,0 +1,269 @@
+"""The wrapper script as cron runs it: rendered from the role's template by real Ansible, then run for
+real against this repository's Django project (SQLite in a temp folder), with cron's bare environment
+and cron's `SCRIPT >> LOG 2>&1` line. Checks the log lines and exit codes of the shared contract."""
+
+import fcntl
+import json
+import os
+import pwd
+import re
+import shlex
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+VENV_DIR = REPO_DIR / ".venv"
+TEMPLATE = REPO_DIR / "ansible/roles/nightly_logout/templates/daily_logout.sh.j2"
+TIMESTAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d"
+# A folder name that only survives correct shell quoting of the rendered values.
+AWKWARD_NAME = "it's \"$HOME\" `id` db"
+
+
+def render_wrapper(workdir: Path, **overrides) -> Path:
+    """Render the template with the ansible.builtin.template module, as the role does."""
+    variables = {
+        "nightly_logout_project_dir": str(REPO_DIR),
+        "nightly_logout_venv_dir": str(VENV_DIR),
+        "nightly_logout_script_path": str(workdir / "daily_logout.sh"),
+        "nightly_logout_log_path": str(workdir / "logs" / "daily_logout.log"),
+        "nightly_logout_lock_path": str(workdir / "logs" / ".daily_logout.lock"),
+        "nightly_logout_settings_module": "lcstats.settings",
+        "nightly_logout_environment": {},
+        "nightly_logout_keep_staff": False,
+        "nightly_logout_exclude_users": [],
+        "nightly_logout_mail_on_failure": False,
+        "nightly_logout_mail_to": "root",
+        "nightly_logout_mail_subject": "LCAI Maths: Daily logout failed",
+    }
+    variables.update(overrides)
+    (workdir / "logs").mkdir(exist_ok=True)
+    vars_file = workdir / "wrapper-vars.json"
+    vars_file.write_text(json.dumps(variables))
+    script = Path(variables["nightly_logout_script_path"])
+    subprocess.run(
+        [
+            VENV_DIR / "bin/ansible", "localhost", "--connection", "local",
+            "--module-name", "ansible.builtin.template",
+            "--args", json.dumps({"src": str(TEMPLATE), "dest": str(script), "mode": "0750"}),
+            "--extra-vars", f"@{vars_file}",
+        ],
+        cwd=workdir, check=True, capture_output=True, text=True,
+        env={**os.environ, "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"},
+    )
+    return script
+
+
+def run_as_cron(script: Path, log: Path) -> int:
+    """Run the wrapper the way cron does: bare environment, /bin/sh, output appended to the log."""
+    cron_env = {"HOME": "/root", "LOGNAME": "root", "PATH": "/usr/bin:/bin", "SHELL": "/bin/sh"}
+    command = f"{shlex.quote(str(script))} >> {shlex.quote(str(log))} 2>&1"
+    return subprocess.run(["/bin/sh", "-c", command], env=cron_env, cwd="/", timeout=120).returncode
+
+
+def manage(database_url: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [VENV_DIR / "bin/python", "manage.py", *args],
+        cwd=REPO_DIR, env={**os.environ, "DATABASE_URL": database_url},
+        check=True, capture_output=True, text=True,
+    )
+
+
+CREATE_SESSIONS = """
+from django.contrib.auth import get_user_model
+from django.contrib.sessions.backends.db import SessionStore
+User = get_user_model()
+for name in ("alice", "bob"):
+    user = User.objects.create_user(name, password="not-used-here")
+    session = SessionStore()
+    session["_auth_user_id"] = str(user.pk)
+    session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+    session["_auth_user_hash"] = user.get_session_auth_hash()
+    session.create()
+"""
+COUNT_SESSIONS = "from django.contrib.sessions.models import Session; print(Session.objects.count())"
+
+
+@pytest.fixture(scope="module")
+def migrated_database(tmp_path_factory) -> Path:
+    """One migrated SQLite file; each test gets a copy."""
+    database = tmp_path_factory.mktemp("template-db") / "db.sqlite3"
+    manage(f"sqlite:///{database}", "migrate", "--noinput", "--verbosity", "0")
+    return database
+
+
+@pytest.fixture
+def site(tmp_path, migrated_database):
+    """A database with two logged-in users, in a folder whose name needs quoting."""
+    folder = tmp_path / AWKWARD_NAME
+    folder.mkdir()
+    database = folder / "db.sqlite3"
+    shutil.copy(migrated_database, database)
+    database_url = f"sqlite:///{database}"
+    manage(database_url, "shell", "--command", CREATE_SESSIONS)
+    return database_url
+
+
+def session_count(database_url: str) -> int:
+    # Verbosity 0: no "N objects imported automatically" banner before the figure.
+    return int(manage(database_url, "shell", "--verbosity", "0", "--command", COUNT_SESSIONS).stdout.strip())
+
+
+def log_lines(log: Path) -> list[str]:
+    return log.read_text().splitlines()
+
+
+def test_rendered_wrapper_starts_with_the_shebang_and_the_managed_comment(tmp_path):
+    lines = render_wrapper(tmp_path).read_text().splitlines()
+    assert lines[0] == "#!/usr/bin/env bash"
+    assert "Ansible managed" in lines[1] + lines[2]
+    assert lines[-1] == 'main "$@"'
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {
+            "nightly_logout_keep_staff": True,
+            "nightly_logout_exclude_users": ["admin", "o'neil"],
+            "nightly_logout_environment": {"DATABASE_URL": "postgres://u:p@db:5432/lcstats", "CACHE_URL": "redis://r:6379/0"},
+            "nightly_logout_mail_on_failure": True,
+        },
+    ],
+    ids=["defaults", "every-option"],
+)
+def test_rendered_wrapper_is_shellcheck_clean(tmp_path, options):
+    script = render_wrapper(tmp_path, **options)
+    result = subprocess.run(["shellcheck", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_success_logs_the_reference_lines_and_logs_everyone_out(tmp_path, site):
+    assert session_count(site) == 2
+    log = tmp_path / "logs" / "daily_logout.log"
+    script = render_wrapper(tmp_path, nightly_logout_environment={"DATABASE_URL": site})
+
+    assert run_as_cron(script, log) == 0
+
+    lines = log_lines(log)
+    assert re.fullmatch(rf"{TIMESTAMP}: Running daily user logout\.\.\.", lines[0]), lines
+    assert "Successfully logged out all users by deleting 2 session(s)" in lines
+    assert "Also cleaned up 0 expired session(s)" in lines
+    assert re.fullmatch(rf"{TIMESTAMP}: Daily logout completed successfully", lines[-1]), lines
+    assert session_count(site) == 0
+
+
+def test_options_reach_the_command(tmp_path, site):
+    log = tmp_path / "logs" / "daily_logout.log"
+    script = render_wrapper(
+        tmp_path, nightly_logout_environment={"DATABASE_URL": site}, nightly_logout_exclude_users=["alice"]
+    )
+
+    assert run_as_cron(script, log) == 0
+
+    assert "Successfully logged out all users by deleting 1 session(s)" in log_lines(log)
+    assert session_count(site) == 1
+
+
+def test_a_failing_command_logs_its_exit_code_and_the_wrapper_returns_it(tmp_path, site):
+    log = tmp_path / "logs" / "daily_logout.log"
+    script = render_wrapper(
+        tmp_path, nightly_logout_environment={"DATABASE_URL": site}, nightly_logout_exclude_users=["nobody-by-this-name"]
+    )
+
+    status = run_as_cron(script, log)
+
+    assert status == 1
+    lines = log_lines(log)
+    assert re.fullmatch(rf"{TIMESTAMP}: Running daily user logout\.\.\.", lines[0]), lines
+    assert any("nobody-by-this-name" in line for line in lines), lines
+    assert re.fullmatch(rf"{TIMESTAMP}: Daily logout failed with exit code 1", lines[-1]), lines
+    assert not any("completed successfully" in line for line in lines)
+    assert session_count(site) == 2
+
+
+def test_a_run_that_finds_the_lock_held_skips_with_76(tmp_path, site):
+    log = tmp_path / "logs" / "daily_logout.log"
+    script = render_wrapper(tmp_path, nightly_logout_environment={"DATABASE_URL": site})
+
+    with open(tmp_path / "logs" / ".daily_logout.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # an earlier run still going
+        status = run_as_cron(script, log)
+
+    assert status == 76
+    lines = log_lines(log)
+    assert len(lines) == 1, lines
+    assert re.fullmatch(rf"{TIMESTAMP}: Another daily logout is still running; skipping", lines[0]), lines
+    assert session_count(site) == 2
+    # Once the lock is free the next run goes ahead.
+    assert run_as_cron(script, log) == 0
+
+
+def test_a_missing_virtualenv_exits_78_naming_the_path(tmp_path):
+    log = tmp_path / "logs" / "daily_logout.log"
+    missing = tmp_path / "no-such-venv"
+    script = render_wrapper(tmp_path, nightly_logout_venv_dir=str(missing))
+
+    assert run_as_cron(script, log) == 78
+
+    assert re.fullmatch(rf"{TIMESTAMP}: .*{re.escape(str(missing / 'bin/python'))} not found", log_lines(log)[-1])
+
+
+def test_a_missing_project_exits_78_naming_the_path(tmp_path):
+    log = tmp_path / "logs" / "daily_logout.log"
+    missing = tmp_path / "no-such-project"
+    script = render_wrapper(tmp_path, nightly_logout_project_dir=str(missing))
+
+    assert run_as_cron(script, log) == 78
+
+    assert re.fullmatch(rf"{TIMESTAMP}: .*{re.escape(str(missing / 'manage.py'))} not found", log_lines(log)[-1])
+
+
+@pytest.fixture
+def mailbox_user():
+    """A throwaway local user whose mailbox (/var/mail/USER) the local MTA delivers to."""
+    if os.geteuid() != 0:
+        pytest.fail("the mail test creates a local user: run the tests as root (as CI does)")
+    name = f"nlmail{uuid.uuid4().hex[:8]}"
+    # Exim delivers as the user from its home folder, so the user needs one.
+    subprocess.run(["useradd", "--create-home", "--shell", "/usr/sbin/nologin", name], check=True)
+    mailbox = Path("/var/mail") / name
+    yield name, mailbox
+    subprocess.run(["userdel", "--remove", name], check=True, capture_output=True)
+    mailbox.unlink(missing_ok=True)
+
+
+def test_a_failure_mails_the_tail_of_the_log_through_the_local_mta(tmp_path, site, mailbox_user):
+    name, mailbox = mailbox_user
+    assert pwd.getpwnam(name)
+    log = tmp_path / "logs" / "daily_logout.log"
+    script = render_wrapper(
+        tmp_path,
+        nightly_logout_environment={"DATABASE_URL": site},
+        nightly_logout_exclude_users=["nobody-by-this-name"],
+        nightly_logout_mail_on_failure=True,
+        nightly_logout_mail_to=name,
+    )
+
+    assert run_as_cron(script, log) == 1
+
+    mail = wait_for_file(mailbox)
+    assert "Subject: LCAI Maths: Daily logout failed" in mail
+    assert "failed with exit code 1" in mail
+    assert "Running daily user logout..." in mail  # the tail of the log
+    assert "nobody-by-this-name" in mail
+
+
+def wait_for_file(path: Path, seconds: float = 30) -> str:
+    """The MTA delivers in a process of its own: wait for the mailbox instead of sleeping blindly."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.exists() and path.stat().st_size > 0:
+            return path.read_text()
+        time.sleep(0.2)
+    raise AssertionError(f"no mail arrived in {path} within {seconds}s")
