@@ -204,24 +204,19 @@ def test_a_run_that_finds_the_lock_held_skips_with_76(tmp_path, site):
     assert run_as_cron(script, log) == 0
 
 
-def test_a_missing_virtualenv_exits_78_naming_the_path(tmp_path):
+@pytest.mark.parametrize(
+    "variable, missing_file",
+    [("nightly_logout_venv_dir", "bin/python"), ("nightly_logout_project_dir", "manage.py")],
+    ids=["virtualenv", "project"],
+)
+def test_a_missing_project_or_virtualenv_exits_78_naming_the_path(tmp_path, variable, missing_file):
     log = tmp_path / "logs" / "daily_logout.log"
-    missing = tmp_path / "no-such-venv"
-    script = render_wrapper(tmp_path, nightly_logout_venv_dir=str(missing))
+    missing = tmp_path / "not-there"
+    script = render_wrapper(tmp_path, **{variable: str(missing)})
 
     assert run_as_cron(script, log) == 78
 
-    assert re.fullmatch(rf"{TIMESTAMP}: .*{re.escape(str(missing / 'bin/python'))} not found", log_lines(log)[-1])
-
-
-def test_a_missing_project_exits_78_naming_the_path(tmp_path):
-    log = tmp_path / "logs" / "daily_logout.log"
-    missing = tmp_path / "no-such-project"
-    script = render_wrapper(tmp_path, nightly_logout_project_dir=str(missing))
-
-    assert run_as_cron(script, log) == 78
-
-    assert re.fullmatch(rf"{TIMESTAMP}: .*{re.escape(str(missing / 'manage.py'))} not found", log_lines(log)[-1])
+    assert re.fullmatch(rf"{TIMESTAMP}: .*{re.escape(str(missing / missing_file))} not found", log_lines(log)[-1])
 
 
 @pytest.fixture
