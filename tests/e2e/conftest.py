@@ -210,8 +210,9 @@ def nightly_job(workdir, os_user, site):
                        log_path=workdir / "logs" / "daily_logout.log")
     reachable = as_user(os_user, f"test -r {REPO_DIR}/manage.py && test -x {VENV_BIN}/python")
     if reachable.returncode != 0:
-        pytest.fail(f"user {os_user} cannot read {REPO_DIR}/manage.py or run {VENV_BIN}/python: "
-                    "the checkout must be readable by other users, as a site user's project is")
+        pytest.fail(f"user {os_user} cannot read {REPO_DIR}/manage.py or run {VENV_BIN}/python: the "
+                    "checkout must be readable by other users and .venv built on /usr/bin/python3 "
+                    "(as ./test.sh builds it), not on an interpreter inside root's home")
     host_logrotate_entry = LOGROTATE_ENTRY.read_bytes() if LOGROTATE_ENTRY.exists() else None
     try:
         apply_role(workdir, variables)
