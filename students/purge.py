@@ -1,13 +1,16 @@
 """How each session engine is purged. Streams sessions in batches; never loads them all.
 
-db         batched DELETEs by primary-key range (a handful of big statements for a full purge);
-           when someone is kept, pages of rows are decoded and the doomed keys deleted per page.
+db         PostgreSQL & co: batched DELETEs by primary-key range (a handful of big statements for a
+           full purge); when someone is kept, pages of rows are decoded and the doomed keys deleted
+           per page. SQLite: one short unqualified DELETE, kept sessions put back in the same
+           transaction (see _purge_sqlite_table for why).
 cached_db  the same rows, AND their cache entries (otherwise users stay logged in from the cache).
 file       the session files under SESSION_FILE_PATH that carry the cookie-name prefix.
 cache      only where the cache can list its keys: Django's RedisCache (SCAN); else UnsupportedEngine.
 signed_cookies  nothing is stored on the server; the logout cutoff (students.cutoff) ends them.
 
 Each batch is its own transaction, so no single long lock blocks logins for the whole run.
+Expired sessions count as expired when their expire_date <= the run's start, as Django's loaders do.
 """
 import os
 import string
@@ -45,6 +48,16 @@ class Counts:
     deleted_expired: int = 0
     decoded: bool = False
     note: str = ""
+
+    def tally_data(self, decoder, data, keep, verify_all=False):
+        """Decode and count one live session's stored data; True when the rule keeps it.
+
+        Only sessions that would be kept pay for the signature check, unless verify_all (dry runs,
+        so their undecodable count is exact)."""
+        session = decoder.decode(data) if verify_all else decoder.peek(data)
+        if not verify_all and session is not None and keep.keeps(user_id_of(session)):
+            session = decoder.decode(data)
+        return self.tally(session, keep)
 
     def tally(self, session, keep):
         """Count one live, decoded session (None = undecodable); True when the rule keeps it."""
@@ -97,8 +110,11 @@ def _purge_db(engine, keep, dry_run, batch_size, heartbeat):
     model = engine.store_class.get_model_class()
     using = router.db_for_write(model)
     now = timezone.now()
-    if engine.kind == "db" and not dry_run and not keep.keeps_anyone:
-        return _delete_all_by_ranges(model, using, now, batch_size, heartbeat)
+    if engine.kind == "db" and not dry_run:
+        if connections[using].vendor == "sqlite":
+            return _purge_sqlite_table(model, using, now, engine, keep, batch_size, heartbeat)
+        if not keep.keeps_anyone:
+            return _delete_all_by_ranges(model, using, now, batch_size, heartbeat)
 
     counts = Counts()
     decode = dry_run or keep.keeps_anyone
@@ -111,7 +127,7 @@ def _purge_db(engine, keep, dry_run, batch_size, heartbeat):
             if row[1] <= now:  # Django's own loaders treat expire_date <= now as gone
                 counts.expired += 1
                 expired.append(row[0])
-            elif not (decode and counts.tally(decoder.decode(row[2]), keep)):
+            elif not (decode and counts.tally_data(decoder, row[2], keep, verify_all=dry_run)):
                 doomed.append(row[0])
         if not dry_run:
             with transaction.atomic(using=using):
@@ -125,9 +141,45 @@ def _purge_db(engine, keep, dry_run, batch_size, heartbeat):
     return counts
 
 
-def _pages(model, using, fields, batch_size):
-    """Rows in primary-key order, batch_size at a time (keyset pagination: no OFFSET, no big list)."""
+def _purge_sqlite_table(model, using, now, engine, keep, batch_size, heartbeat):
+    """SQLite: empty the table with one unqualified DELETE, then put the kept sessions back.
+
+    Measured here (200k sessions): SQLite deletes row by row at ~1/7 the speed of an unqualified
+    DELETE, which frees whole pages (its "truncate optimization"). Batches would hold the single
+    SQLite write lock for longer in total, so one short transaction is the gentler choice. Kept
+    sessions are found first by streaming pages (memory grows with the kept sessions only), then
+    re-read, and written back in the same transaction, so no request ever sees them missing.
+    """
+    sessions = model._default_manager.using(using)
+    counts = Counts(expired=sessions.filter(expire_date__lte=now).count())
+    kept_keys = []
+    if keep.keeps_anyone:
+        decoder = Decoder(engine.store_class)
+        for rows in _pages(model, using, ("session_key", "session_data"), batch_size, live_at=now):
+            kept_keys += [key for key, data in rows if counts.tally_data(decoder, data, keep)]
+            heartbeat()
+    kept_rows = []
+    for start in range(0, len(kept_keys), 500):
+        kept_rows += sessions.filter(session_key__in=kept_keys[start:start + 500], expire_date__gt=now)
+    connection = connections[using]
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {connection.ops.quote_name(model._meta.db_table)}")
+        deleted = cursor.rowcount
+        sessions.bulk_create(kept_rows, batch_size=500)
+    heartbeat()
+    counts.kept = len(kept_rows)
+    deleted -= counts.kept  # the kept rows went back in
+    counts.deleted_expired = min(counts.expired, deleted)
+    counts.deleted_active = deleted - counts.deleted_expired
+    return counts
+
+
+def _pages(model, using, fields, batch_size, live_at=None):
+    """Rows in primary-key order, batch_size at a time (keyset pagination: no OFFSET, no big list);
+    only sessions still live at `live_at` if given."""
     rows = model._default_manager.using(using).order_by("session_key").values_list(*fields)
+    if live_at is not None:
+        rows = rows.filter(expire_date__gt=live_at)
     last = ""
     while True:
         page = list(rows.filter(session_key__gt=last)[:batch_size])
@@ -152,15 +204,15 @@ def _delete_keys(model, using, keys):
 
 
 def _delete_all_by_ranges(model, using, now, batch_size, heartbeat):
-    """Nobody kept: delete key ranges of batch_size rows, two statements per range (expired, rest)."""
+    """Nobody kept: one DELETE per key range of batch_size rows, each its own short transaction.
+    Expired sessions are counted once up front (an index range count), not by a second DELETE."""
     connection = connections[using]
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
     key = quote(model._meta.get_field("session_key").column)
-    expire = quote(model._meta.get_field("expire_date").column)
-    now_param = connection.ops.adapt_datetimefield_value(now)
     keys = model._default_manager.using(using).order_by("session_key").values_list("session_key", flat=True)
-    counts = Counts()
+    counts = Counts(expired=model._default_manager.using(using).filter(expire_date__lte=now).count())
+    deleted = 0
     low = ""
     while True:
         boundary = list(keys.filter(session_key__gt=low)[batch_size - 1:batch_size])
@@ -169,13 +221,12 @@ def _delete_all_by_ranges(model, using, now, batch_size, heartbeat):
         if high is not None:
             where, params = f"{where} AND {key} <= %s", [low, high]
         with transaction.atomic(using=using), connection.cursor() as cursor:
-            cursor.execute(f"DELETE FROM {table} WHERE {where} AND {expire} <= %s", [*params, now_param])
-            counts.deleted_expired += cursor.rowcount
-            counts.expired += cursor.rowcount
             cursor.execute(f"DELETE FROM {table} WHERE {where}", params)
-            counts.deleted_active += cursor.rowcount
+            deleted += cursor.rowcount
         heartbeat()
         if high is None:
+            counts.deleted_expired = min(counts.expired, deleted)
+            counts.deleted_active = deleted - counts.deleted_expired
             return counts
         low = high
 
