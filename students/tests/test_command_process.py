@@ -147,3 +147,12 @@ def test_lock_held_by_another_process_exits_75(env):
         holder.communicate("", timeout=30)
     assert holder.returncode == 0
     assert "deleting 2 session(s)" in checked(manage(env, "logout_all_users")).stdout
+
+
+def test_an_unmigrated_database_says_so(env, tmp_path):
+    if ON_POSTGRES:
+        pytest.skip("the SQLite case is enough to check the hint")
+    result = manage({**env, "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.sqlite3'}"}, "logout_all_users")
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert "no such table" in line and "manage.py migrate" in line

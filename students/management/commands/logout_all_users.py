@@ -3,7 +3,7 @@ import json
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError
+from django.db import DatabaseError, ProgrammingError
 from django.utils import timezone
 
 from students.engines import UnsupportedEngine
@@ -66,7 +66,9 @@ class Command(BaseCommand):
         except (UnknownUsers, UnsupportedEngine, LockLost, ImproperlyConfigured) as exc:
             raise CommandError(_one_line(exc))
         except DatabaseError as exc:
-            raise CommandError(f"Database error, nothing claimed: {_one_line(exc)}")
+            unmigrated = isinstance(exc, ProgrammingError) or "no such table" in str(exc)
+            hint = " (has `manage.py migrate` been run on this database?)" if unmigrated else ""
+            raise CommandError(f"Database error, nothing claimed: {_one_line(exc)}{hint}")
         except OSError as exc:
             raise CommandError(f"Session storage error: {_one_line(exc)}")
 
