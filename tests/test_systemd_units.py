@@ -1,0 +1,157 @@
+"""The systemd backend's units, rendered by real Ansible from the role's templates with the run times the
+role itself works out (tasks/schedule_times.yml, i.e. students.schedule on this host's tzdata).
+
+No systemd runs as PID 1 here or in the test containers, so the verdict comes from systemd's own tools,
+which need no running manager:
+- `systemd-analyze verify` loads the units into a throw-away manager in test mode and reports every
+  setting it cannot parse (it exits 0 on some of those, so any output at all counts as a failure);
+- `systemd-analyze calendar --base-time=... --iterations=N` computes with systemd's calendar code when
+  each OnCalendar= elapses. Those instants, fed through the command's guard (students.schedule.decide),
+  must give exactly one run per local day over both 2027 Dublin DST changes.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from students.schedule import LastRun, decide, parse_due_at, target_instant
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+VENV_DIR = REPO_DIR / ".venv"
+TEMPLATES = REPO_DIR / "ansible/roles/nightly_logout/templates"
+UNITS = ["nightly_logout.service", "nightly_logout.timer"]
+
+pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                                reason="systemd-analyze (Debian package systemd) is not installed")
+
+
+def render_units(workdir, timezone, hour, minute):
+    """Run the role's own schedule_times.yml, then template the two units, as schedule_systemd.yml does."""
+    playbook = workdir / "render.yml"
+    playbook.write_text(json.dumps([{
+        "name": "Render the nightly_logout units", "hosts": "localhost", "connection": "local",
+        "gather_facts": False,
+        "tasks": [
+            {"name": "Work out the run times",
+             "ansible.builtin.include_role": {"name": "nightly_logout", "tasks_from": "schedule_times"}},
+            {"name": "Render the units",
+             "ansible.builtin.template": {"src": f"{TEMPLATES}/{{{{ item }}}}.j2", "dest": f"{workdir}/{{{{ item }}}}",
+                                          "mode": "0644"},
+             "loop": UNITS},
+        ],
+    }]))
+    variables = {
+        "ansible_python_interpreter": str(VENV_DIR / "bin/python"),
+        "nightly_logout_project_dir": str(REPO_DIR), "nightly_logout_user": "root",
+        "nightly_logout_resolved_group": "root",
+        "nightly_logout_script_path": str(workdir / "daily_logout.sh"),
+        "nightly_logout_log_path": str(workdir / "logs/daily logout.log"),
+        "nightly_logout_timezone": timezone, "nightly_logout_hour": hour, "nightly_logout_minute": minute,
+    }
+    (workdir / "vars.json").write_text(json.dumps(variables))
+    subprocess.run(
+        [VENV_DIR / "bin/ansible-playbook", "-i", "localhost,", playbook, "-e", f"@{workdir / 'vars.json'}"],
+        cwd=workdir, check=True, capture_output=True, text=True,
+        env={**os.environ, "ANSIBLE_ROLES_PATH": str(REPO_DIR / "ansible/roles"),
+             "ANSIBLE_LOCALHOST_WARNING": "false"},
+    )
+    return {name: (workdir / name) for name in UNITS}
+
+
+def verify(units):
+    result = subprocess.run(["systemd-analyze", "verify", *map(str, units.values())],
+                            capture_output=True, text=True)
+    return result.returncode, (result.stdout + result.stderr).strip()
+
+
+def on_calendar(timer):
+    return re.findall(r"^OnCalendar=(.+)$", timer.read_text(), flags=re.M)
+
+
+def elapses(spec, base, iterations):
+    """When systemd fires OnCalendar=spec after `base`, from systemd's own calendar code."""
+    result = subprocess.run(
+        ["systemd-analyze", "calendar", f"--base-time={base:%Y-%m-%d %H:%M:%S} UTC",
+         f"--iterations={iterations}", spec],
+        capture_output=True, text=True, check=True, env={**os.environ, "TZ": "UTC"},
+    )
+    found = re.findall(r"(?:Next elapse|Iter\. #\d+): \w+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", result.stdout)
+    assert len(found) == iterations, result.stdout
+    return [datetime.fromisoformat(text).replace(tzinfo=UTC) for text in found]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """render(timezone, hour, minute) -> units, each configuration rendered once (ansible-playbook is slow)."""
+    cache = {}
+
+    def render(timezone, hour, minute):
+        if (timezone, hour, minute) not in cache:
+            cache[timezone, hour, minute] = render_units(tmp_path_factory.mktemp("units"), timezone, hour, minute)
+        return cache[timezone, hour, minute]
+
+    return render
+
+
+@pytest.fixture
+def dublin_gap_units(rendered):
+    return rendered("Europe/Dublin", 1, 30)
+
+
+def test_units_pass_systemd_analyze_verify(dublin_gap_units):
+    assert verify(dublin_gap_units) == (0, "")
+    service = dublin_gap_units["nightly_logout.service"].read_text()
+    assert "Type=oneshot" in service and "User=root" in service
+    timer = dublin_gap_units["nightly_logout.timer"].read_text()
+    assert "Persistent=true" in timer and "Unit=nightly_logout.service" in timer
+
+
+def test_verify_would_catch_a_broken_unit(dublin_gap_units, tmp_path):
+    """The verdict can fail: a typo in the timer's zone makes systemd-analyze speak."""
+    broken = {}
+    for name, path in dublin_gap_units.items():
+        broken[name] = tmp_path / name
+        broken[name].write_text(path.read_text().replace("Europe/Dublin", "Europe/Dubln"))
+    code, output = verify(broken)
+    assert code != 0 and "Failed to parse calendar specification" in output
+
+
+def test_the_timer_carries_the_zone_and_the_gap_end(dublin_gap_units):
+    assert on_calendar(dublin_gap_units["nightly_logout.timer"]) == [
+        "*-*-* 01:30:00 Europe/Dublin", "*-*-* 02:00:00 Europe/Dublin"]
+
+
+@pytest.mark.parametrize("timezone, hour, minute", [
+    ("Europe/Dublin", 1, 30), ("Europe/Dublin", 2, 0), ("Europe/Dublin", 0, 30), ("Asia/Kolkata", 2, 0)])
+@pytest.mark.parametrize("first_day", [date(2027, 3, 27), date(2027, 10, 30)], ids=["spring", "autumn"])
+def test_systemd_firings_run_once_each_local_day(rendered, timezone, hour, minute, first_day):
+    units = rendered(timezone, hour, minute)
+    assert verify(units) == (0, "")
+    zone, due_at = ZoneInfo(timezone), parse_due_at(f"{hour:02d}:{minute:02d}")
+    base = datetime.combine(first_day - timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    firings = sorted({instant for spec in on_calendar(units["nightly_logout.timer"])
+                      for instant in elapses(spec, base, iterations=6)})
+    runs, last = [], None
+    for now in firings:
+        if decide(now, due_at, zone, last).due:
+            runs.append(now)
+            last = LastRun(now, "web1")
+    local_days = [first_day + timedelta(days=n) for n in range(3)]
+    per_day = Counter(run.astimezone(zone).date() for run in runs)
+    for day in local_days:
+        assert per_day[day] == 1, f"{day}: {per_day[day]} run(s); systemd fired at {firings}"
+        [run] = [r for r in runs if r.astimezone(zone).date() == day]
+        assert run == target_instant(day, due_at, zone), f"{day}: ran at {run}"
+
+
+def test_without_a_timezone_the_timer_uses_the_host_clock(rendered):
+    units = rendered("", 2, 0)
+    assert verify(units) == (0, "")
+    assert on_calendar(units["nightly_logout.timer"]) == ["*-*-* 02:00:00"]
