@@ -49,8 +49,13 @@ check_shellcheck() {
 }
 
 check_pytest() {
+  local status=0
+  "${VENV_DIR}/bin/python" -m pytest || status=$?
   # Exit status 5 (no test collected) fails this step like any other.
-  "${VENV_DIR}/bin/python" -m pytest
+  if ((status == 5)); then
+    echo "pytest collected no test: a suite that runs nothing is a failure" >&2
+  fi
+  return "${status}"
 }
 
 check_molecule() {
