@@ -92,5 +92,11 @@ install_python_requirements() {
   if [[ ! -x ${venv_dir}/bin/python ]]; then
     "${SYSTEM_PYTHON}" -m venv "${venv_dir}"
   fi
+  local interpreter
+  interpreter=$(readlink -f "${venv_dir}/bin/python")
+  if ! runuser -u nobody -- test -x "${interpreter}"; then
+    echo "WARNING: other users cannot run ${interpreter}, the python of ${venv_dir}: a site user" \
+      "other than root and the browser test need it. Rebuild it: rm -rf ${venv_dir} and run this again." >&2
+  fi
   "${venv_dir}/bin/python" -m pip install --quiet --disable-pip-version-check -r "${requirements}"
 }
