@@ -1,9 +1,9 @@
 """How each session engine is purged. Streams sessions in batches; never loads them all.
 
-db         PostgreSQL & co: batched DELETEs by primary-key range (a handful of big statements for a
-           full purge); when someone is kept, pages of rows are decoded and the doomed keys deleted
-           per page. SQLite: one short unqualified DELETE, kept sessions put back in the same
-           transaction (see _purge_sqlite_table for why).
+db         PostgreSQL 14+: batched DELETEs by physical block range (a handful of big statements for
+           a full purge; see _purge_postgres_table). SQLite: one short unqualified DELETE, kept
+           sessions put back in the same transaction (see _purge_sqlite_table). Elsewhere, and for
+           dry runs: pages of rows in key order, doomed keys deleted per page.
 cached_db  the same rows, AND their cache entries (otherwise users stay logged in from the cache).
 file       the session files under SESSION_FILE_PATH that carry the cookie-name prefix.
 cache      only where the cache can list its keys: Django's RedisCache (SCAN); else UnsupportedEngine.
@@ -12,6 +12,7 @@ signed_cookies  nothing is stored on the server; the logout cutoff (students.cut
 Each batch is its own transaction, so no single long lock blocks logins for the whole run.
 Expired sessions count as expired when their expire_date <= the run's start, as Django's loaders do.
 """
+import math
 import os
 import string
 import tempfile
@@ -111,10 +112,11 @@ def _purge_db(engine, keep, dry_run, batch_size, heartbeat):
     using = router.db_for_write(model)
     now = timezone.now()
     if engine.kind == "db" and not dry_run:
-        if connections[using].vendor == "sqlite":
+        connection = connections[using]
+        if connection.vendor == "sqlite":
             return _purge_sqlite_table(model, using, now, engine, keep, batch_size, heartbeat)
-        if not keep.keeps_anyone:
-            return _delete_all_by_ranges(model, using, now, batch_size, heartbeat)
+        if connection.vendor == "postgresql" and connection.pg_version >= 140000:  # TID range scans
+            return _purge_postgres_table(model, using, now, engine, keep, batch_size, heartbeat)
 
     counts = Counts()
     decode = dry_run or keep.keeps_anyone
@@ -203,32 +205,48 @@ def _delete_keys(model, using, keys):
     return deleted
 
 
-def _delete_all_by_ranges(model, using, now, batch_size, heartbeat):
-    """Nobody kept: one DELETE per key range of batch_size rows, each its own short transaction.
-    Expired sessions are counted once up front (an index range count), not by a second DELETE."""
+def _purge_postgres_table(model, using, now, engine, keep, batch_size, heartbeat):
+    """PostgreSQL 14+: walk the table in physical block ranges, one short transaction each.
+
+    A DELETE by key range touches rows scattered over the whole heap (session keys are random):
+    measured here at 1M sessions it took 7x as long as one plain DELETE. A ctid (block) range is
+    read sequentially by a TID Range Scan and measured as fast as the plain DELETE, while each
+    transaction only locks batch_size rows. When someone is kept, each block range is first read
+    and decoded, and its DELETE spares the kept keys. A session saved during the run may move to an
+    already-walked block and survive the purge; the logout cutoff still ends it (students.cutoff).
+    """
     connection = connections[using]
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
-    key = quote(model._meta.get_field("session_key").column)
-    keys = model._default_manager.using(using).order_by("session_key").values_list("session_key", flat=True)
-    counts = Counts(expired=model._default_manager.using(using).filter(expire_date__lte=now).count())
+    key, data, expire = (quote(model._meta.get_field(name).column)
+                         for name in ("session_key", "session_data", "expire_date"))
+    sessions = model._default_manager.using(using)
+    counts = Counts(expired=sessions.filter(expire_date__lte=now).count())
+    ranges = math.ceil(sessions.count() / batch_size) or 1
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int", [table])
+        blocks = cursor.fetchone()[0]
+    step = max(1, math.ceil(blocks / ranges))
+    decoder = Decoder(engine.store_class)
+    now_param = connection.ops.adapt_datetimefield_value(now)
     deleted = 0
-    low = ""
-    while True:
-        boundary = list(keys.filter(session_key__gt=low)[batch_size - 1:batch_size])
-        high = boundary[0] if boundary else None
-        where, params = f"{key} > %s", [low]
-        if high is not None:
-            where, params = f"{where} AND {key} <= %s", [low, high]
+    for start in [*range(0, blocks, step), None]:
+        # The last range is open-ended: it takes rows appended since the size was read.
+        where, params = ("ctid >= %s::tid AND ctid < %s::tid", [f"({start},0)", f"({start + step},0)"]) \
+            if start is not None else ("ctid >= %s::tid", [f"({blocks},0)"])
         with transaction.atomic(using=using), connection.cursor() as cursor:
-            cursor.execute(f"DELETE FROM {table} WHERE {where}", params)
+            kept = []
+            if keep.keeps_anyone:
+                cursor.execute(f"SELECT {key}, {data} FROM {table} WHERE {where} AND {expire} > %s",
+                               [*params, now_param])
+                kept = [k for k, d in cursor.fetchall() if counts.tally_data(decoder, d, keep)]
+            spare = f" AND NOT ({key} = ANY(%s))" if kept else ""
+            cursor.execute(f"DELETE FROM {table} WHERE {where}{spare}", [*params, kept] if kept else params)
             deleted += cursor.rowcount
         heartbeat()
-        if high is None:
-            counts.deleted_expired = min(counts.expired, deleted)
-            counts.deleted_active = deleted - counts.deleted_expired
-            return counts
-        low = high
+    counts.deleted_expired = min(counts.expired, deleted)
+    counts.deleted_active = deleted - counts.deleted_expired
+    return counts
 
 
 # --- file ---------------------------------------------------------------------------------------

@@ -73,8 +73,12 @@ def test_full_purge_is_a_few_large_deletes_not_one_per_row(users):
     with CaptureQueriesContext(connection) as queries:
         purge(detect_engine("django.contrib.sessions.backends.db"), KeepRule(), batch_size=20)
     deletes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("DELETE")]
-    # SQLite: one unqualified DELETE (pages freed whole); elsewhere one DELETE per range of 20 keys.
-    assert len(deletes) == (1 if connection.vendor == "sqlite" else 3), deletes
+    # SQLite: one unqualified DELETE (pages freed whole); PostgreSQL: one per block range of about
+    # 20 rows (50 rows: ~3 ranges) plus the open-ended tail.
+    if connection.vendor == "sqlite":
+        assert len(deletes) == 1, deletes
+    else:
+        assert 2 <= len(deletes) <= 5 and all("ctid" in sql for sql in deletes), deletes
     assert Session.objects.count() == 0
 
 
@@ -83,7 +87,10 @@ def test_keep_path_reads_pages_not_the_whole_table(users):
     with CaptureQueriesContext(connection) as queries:
         purge(detect_engine("django.contrib.sessions.backends.db"), resolve_keep_rule(keep_staff=True), batch_size=10)
     selects = [q["sql"] for q in queries.captured_queries if "session_data" in q["sql"] and q["sql"].startswith("SELECT")]
-    assert len(selects) == 4 and all("LIMIT 10" in sql for sql in selects), selects
+    if connection.vendor == "sqlite":  # key-ordered pages of 10
+        assert len(selects) == 4 and all("LIMIT 10" in sql for sql in selects), selects
+    else:  # block ranges of about 10 rows
+        assert len(selects) >= 3 and all("ctid >=" in sql for sql in selects), selects
 
 
 def test_file_engine_deletes_only_session_files(users, settings, tmp_path):
