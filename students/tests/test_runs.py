@@ -139,3 +139,14 @@ def test_lease_is_renewed_while_working(users, monkeypatch):
         first = RunLease.objects.get().expires_at
         held.refresh()
         assert RunLease.objects.get().expires_at > first
+
+
+def test_a_run_whose_lease_was_taken_over_fails_loudly(users):
+    if connection.vendor == "postgresql":
+        pytest.skip("PostgreSQL uses an advisory lock, no lease")
+    from students.lock import LockLost
+
+    with run_lock() as held:
+        RunLease.objects.update(holder="web9:1")  # as if our lease expired and web9 took it over
+        with pytest.raises(LockLost, match="taken over"):
+            held.refresh()
