@@ -20,7 +20,6 @@ import http.client
 import os
 import re
 import shlex
-import statistics
 import subprocess
 import sys
 import threading
