@@ -31,9 +31,6 @@ CHROMIUM_ARGS = [
 ]
 PASSWORD = "correct-horse-battery-staple-42"
 # The role's logrotate entry has one fixed path: this host's own (from ./setup.sh) is put back after.
-LOGROTATE_ENTRY = Path("/etc/logrotate.d/nightly_logout")
-
-
 def run(command, **kwargs):
     """Run a command, and on failure show what it printed (a bare CalledProcessError hides it)."""
     result = subprocess.run(command, capture_output=True, text=True, **kwargs)
@@ -213,16 +210,15 @@ def nightly_job(workdir, os_user, site):
         pytest.fail(f"user {os_user} cannot read {REPO_DIR}/manage.py or run {VENV_BIN}/python: the "
                     "checkout must be readable by other users and .venv built on /usr/bin/python3 "
                     "(as ./test.sh builds it), not on an interpreter inside root's home")
-    host_logrotate_entry = LOGROTATE_ENTRY.read_bytes() if LOGROTATE_ENTRY.exists() else None
+    # The role names the entry after the site user, so the host's own entry is never touched.
+    logrotate_entry = Path(f"/etc/logrotate.d/nightly_logout_{os_user}")
     try:
         apply_role(workdir, variables)
+        assert logrotate_entry.exists(), f"the role did not install {logrotate_entry}"
         yield job
     finally:
         apply_role(workdir, {**variables, "nightly_logout_state": "absent", "nightly_logout_purge_logs": True})
-        removed_logrotate_entry = not LOGROTATE_ENTRY.exists()
-        if host_logrotate_entry is not None:
-            LOGROTATE_ENTRY.write_bytes(host_logrotate_entry)
-        assert removed_logrotate_entry, "state=absent left the logrotate entry behind"
+        assert not logrotate_entry.exists(), "state=absent left the logrotate entry behind"
         assert not job.script_path.exists(), "state=absent left the wrapper script behind"
         crontab = subprocess.run(["crontab", "-l", "-u", os_user], capture_output=True, text=True).stdout
         assert "nightly_logout" not in crontab, f"state=absent left a cron entry:\n{crontab}"
