@@ -87,7 +87,7 @@ def test_keep_path_reads_pages_not_the_whole_table(users):
     with CaptureQueriesContext(connection) as queries:
         purge(detect_engine("django.contrib.sessions.backends.db"), resolve_keep_rule(keep_staff=True), batch_size=10)
     selects = [q["sql"] for q in queries.captured_queries if "session_data" in q["sql"] and q["sql"].startswith("SELECT")]
-    if connection.vendor == "sqlite":  # key-ordered pages of 10
+    if connection.vendor == "sqlite":  # rowid-ordered pages of 10
         assert len(selects) == 4 and all("LIMIT 10" in sql for sql in selects), selects
     else:  # block ranges of about 10 rows
         assert len(selects) >= 3 and all("ctid >=" in sql for sql in selects), selects
@@ -126,3 +126,49 @@ def test_a_forged_session_claiming_a_kept_user_is_deleted(users):
     counts = purge(detect_engine("django.contrib.sessions.backends.db"), resolve_keep_rule(["alice"]))
     assert list(Session.objects.values_list("session_key", flat=True)) == [real]
     assert counts.kept == 1 and counts.deleted_active == 1
+
+
+def _signed(store_class, session_dict):
+    """Stored data exactly as the engine's SessionStore would write it."""
+    return store_class().encode(session_dict)
+
+
+def test_peek_reads_the_user_without_parsing_and_falls_back_for_anything_odd(users):
+    from students.selection import Decoder
+
+    decoder = Decoder(SessionStore)
+    peek = decoder.peek
+    assert peek(_signed(SessionStore, {SESSION_KEY: "42", "x": "y" * 500})) == {SESSION_KEY: "42"}  # compressed
+    assert peek(_signed(SessionStore, {SESSION_KEY: "7"}))[SESSION_KEY] == "7"
+    assert peek(_signed(SessionStore, {"cart": "anonymous"})) == {"cart": "anonymous"}
+    # A value that merely mentions the key is escaped in JSON, so it is no match.
+    assert peek(_signed(SessionStore, {"note": '"_auth_user_id":"9"'})) == {"note": '"_auth_user_id":"9"'}
+    # Two markers (one nested): parsed properly, the top-level user wins.
+    both = {"other": {SESSION_KEY: "9"}, SESSION_KEY: "42"}
+    assert peek(_signed(SessionStore, both)) == both
+    assert peek(_signed(SessionStore, {SESSION_KEY: 'a"b'}))[SESSION_KEY] == 'a"b'  # escaped quote in the id
+    assert peek("garbage") is None
+
+
+@pytest.mark.parametrize("nested_owner", ["teacher", "alice"])
+def test_a_user_id_in_a_nested_dict_never_decides_who_is_kept(users, nested_owner):
+    # The top level is anonymous; a nested dict claims a user. Kept or not, the session must go.
+    data = _signed(SessionStore, {"impersonated": {SESSION_KEY: str(users[nested_owner].pk)}})
+    Session.objects.create(session_key="n" * 32, session_data=data, expire_date=timezone.now() + timedelta(hours=1))
+    kept = make_sessions(SessionStore, users["teacher"], count=1)
+    counts = purge(detect_engine("django.contrib.sessions.backends.db"), resolve_keep_rule(keep_staff=True))
+    assert list(Session.objects.values_list("session_key", flat=True)) == kept
+    assert counts.kept == 1
+
+
+def test_a_forged_unparsable_payload_naming_a_kept_user_is_deleted(users):
+    from django.core import signing
+
+    teacher = str(users["teacher"].pk)
+    payload = signing.b64_encode(b'{"_auth_user_id":"' + teacher.encode() + b'",broken').decode()
+    Session.objects.create(session_key="g" * 32, session_data=f"{payload}:1abcde:{'A' * 43}",
+                           expire_date=timezone.now() + timedelta(hours=1))
+    kept = make_sessions(SessionStore, users["teacher"], count=1)
+    counts = purge(detect_engine("django.contrib.sessions.backends.db"), resolve_keep_rule(keep_staff=True))
+    assert list(Session.objects.values_list("session_key", flat=True)) == kept
+    assert counts.kept == 1
