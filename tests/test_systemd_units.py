@@ -21,7 +21,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from students.schedule import LastRun, decide, parse_due_at, target_instant
+from students.schedule import parse_due_at, target_instant
+from students.tests.test_schedule import simulate
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 VENV_DIR = REPO_DIR / ".venv"
@@ -138,11 +139,7 @@ def test_systemd_firings_run_once_each_local_day(rendered, timezone, hour, minut
     base = datetime.combine(first_day - timedelta(days=1), datetime.min.time(), tzinfo=UTC)
     firings = sorted({instant for spec in on_calendar(units["nightly_logout.timer"])
                       for instant in elapses(spec, base, iterations=6)})
-    runs, last = [], None
-    for now in firings:
-        if decide(now, due_at, zone, last).due:
-            runs.append(now)
-            last = LastRun(now, "web1")
+    runs = simulate(firings, due_at, zone)
     local_days = [first_day + timedelta(days=n) for n in range(3)]
     per_day = Counter(run.astimezone(zone).date() for run in runs)
     for day in local_days:

@@ -4,7 +4,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.servers import free_port
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 # The virtualenv running these tests is the one the site and Ansible run from.
@@ -85,12 +86,6 @@ class Site:
 
 def manage(env, *args):
     return run([sys.executable, "manage.py", *args], cwd=REPO_DIR, env=env)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until_up(url, server, log_path, timeout=30):
