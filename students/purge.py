@@ -14,9 +14,11 @@ SQLite the one DELETE frees pages without visiting rows, so its lock is shorter 
 Expired sessions count as expired when their expire_date <= the run's start, as Django's loaders do.
 """
 import math
+import multiprocessing
 import os
 import string
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
 from itertools import islice
@@ -30,7 +32,7 @@ from django.db import connections, router, transaction
 from django.utils import timezone
 
 from students.engines import UnsupportedEngine
-from students.selection import Decoder, user_id_of
+from students.selection import HEAD_CHARS, Decoder, PayloadPatterns, triage, user_id_of
 
 DEFAULT_BATCH_SIZE = 20_000
 _KEY_CHARS = frozenset(string.ascii_lowercase + string.digits)
@@ -248,42 +250,96 @@ def _purge_postgres_table(model, using, now, engine, keep, batch_size, heartbeat
     A DELETE by key range touches rows scattered over the whole heap (session keys are random):
     measured here at 1M sessions it took 7x as long as one plain DELETE. A ctid (block) range is
     read sequentially by a TID Range Scan and measured as fast as the plain DELETE, while each
-    transaction only locks batch_size rows. When someone is kept, each block range is first read
-    and decoded, and its DELETE spares the kept keys. A session saved during the run may move to an
-    already-walked block and survive the purge; the logout cutoff still ends it (students.cutoff).
+    transaction only locks batch_size rows. When someone is kept, each block range's DELETE spares
+    the kept keys. To find them cheaply, the database rules out what it can (PayloadPatterns), a
+    child process sorts the rest by the first HEAD_CHARS of their data (selection.triage), and only
+    the sessions that claim a kept user are read whole and have their signature checked.
+    A session saved during the run may move to an already-walked block and survive the purge; the
+    logout cutoff still ends it (students.cutoff). A kept user's login during the run can land in
+    a range between its read and its DELETE and be logged out: the cost of not locking the table.
     """
     connection = connections[using]
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
     key, data, expire = (quote(model._meta.get_field(name).column)
                          for name in ("session_key", "session_data", "expire_date"))
-    sessions = model._default_manager.using(using)
-    counts = Counts(expired=sessions.filter(expire_date__lte=now).count())
-    ranges = math.ceil(sessions.count() / batch_size) or 1
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int", [table])
-        blocks = cursor.fetchone()[0]
-    step = max(1, math.ceil(blocks / ranges))
     decoder = Decoder(engine.store_class)
     now_param = connection.ops.adapt_datetimefield_value(now)
-    deleted = 0
-    for start in [*range(0, blocks, step), None]:
-        # The last range is open-ended: it takes rows appended since the size was read.
-        where, params = ("ctid >= %s::tid AND ctid < %s::tid", [f"({start},0)", f"({start + step},0)"]) \
-            if start is not None else ("ctid >= %s::tid", [f"({blocks},0)"])
-        with transaction.atomic(using=using), connection.cursor() as cursor:
-            kept = []
-            if keep.keeps_anyone:
-                cursor.execute(f"SELECT {key}, {data} FROM {table} WHERE {where} AND {expire} > %s",
-                               [*params, now_param])
-                kept = [k for k, d in cursor.fetchall() if counts.tally_data(decoder, d, keep)]
-            spare = f" AND NOT ({key} = ANY(%s))" if kept else ""
+    anonymous, other_user = _postgres_not_kept(data, PayloadPatterns.for_rule(keep, decoder)) \
+        if keep.keeps_anyone else (("false", []), ("false", []))
+    with connection.cursor() as cursor:
+        # One scan for the sizes and for the live sessions the database rules out (counted here,
+        # as Decoder.peek counts the rest: from the payload, without the signature).
+        cursor.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE {expire} <= %s), "
+            f"count(*) FILTER (WHERE {expire} > %s AND {anonymous[0]}), "
+            f"count(*) FILTER (WHERE {expire} > %s AND {other_user[0]}), "
+            f"pg_relation_size(%s::regclass) / current_setting('block_size')::int FROM {table}",
+            [now_param, now_param, *anonymous[1], now_param, *other_user[1], table])
+        total, expired, ruled_anonymous, ruled_other_user, blocks = cursor.fetchone()
+    counts = Counts(expired=expired, anonymous=ruled_anonymous, authenticated=ruled_other_user)
+    step = max(1, math.ceil(blocks / (math.ceil(total / batch_size) or 1)))
+    # The last range is open-ended: it takes rows appended since the size was read.
+    ranges = [("ctid >= %s::tid AND ctid < %s::tid", [f"({start},0)", f"({start + step},0)"])
+              for start in range(0, blocks, step)] + [("ctid >= %s::tid", [f"({blocks},0)"])]
+
+    def delete(where, params, kept):
+        spare = f" AND NOT ({key} = ANY(%s))" if kept else ""
+        with connection.cursor() as cursor:  # autocommit: each DELETE is its own short transaction
             cursor.execute(f"DELETE FROM {table} WHERE {where}{spare}", [*params, kept] if kept else params)
-            deleted += cursor.rowcount
-        heartbeat()
+            return cursor.rowcount
+
+    deleted = 0
+    if not keep.keeps_anyone:
+        for where, params in ranges:
+            deleted += delete(where, params, [])
+            heartbeat()
+    else:
+        def fetch_heads(where, params):
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT {key}, left({data}, {HEAD_CHARS}) FROM {table} WHERE {where} "
+                               f"AND {expire} > %s AND NOT {anonymous[0]} AND NOT {other_user[0]}",
+                               [*params, now_param, *anonymous[1], *other_user[1]])
+                return cursor.fetchall()
+
+        def kept_among(keys):
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT {key}, {data} FROM {table} WHERE {key} = ANY(%s) AND {expire} > %s",
+                               [keys, now_param])
+                return [k for k, d in cursor.fetchall() if counts.tally_data(decoder, d, keep)]
+
+        # Sorting by heads is pure Python and the database work is not: a forked process sorts
+        # range i+1 while this one waits for the database to delete range i (a thread measured
+        # no faster: it fights this process for the GIL). The child never touches the connection.
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as sorting:
+            pending = sorting.submit(triage, keep, fetch_heads(*ranges[0]))
+            for here, after in zip(ranges, [*ranges[1:], None]):
+                heads = fetch_heads(*after) if after else None
+                others, unsettled = pending.result()
+                if after:
+                    pending = sorting.submit(triage, keep, heads)
+                counts.authenticated += others
+                deleted += delete(*here, kept_among(unsettled) if unsettled else [])
+                heartbeat()
+    counts.decoded = keep.keeps_anyone
     counts.deleted_expired = min(counts.expired, deleted)
     counts.deleted_active = deleted - counts.deleted_expired
     return counts
+
+
+def _postgres_not_kept(data, patterns):
+    """Two SQL conditions (with params) on the data column, for live sessions that are certainly
+    not kept: (anonymous: uncompressed, never names a user; other user: leads with an id no kept
+    head matches). Plain string tests (starts_with, strpos, left): no row can make them fail."""
+    if patterns is None:  # not JSON: Python decides every session
+        return ("false", []), ("false", [])
+    anonymous = (f"(NOT starts_with({data}, '.') AND "
+                 + " AND ".join([f"strpos({data}, %s) = 0"] * len(patterns.user_key)) + ")",
+                 list(patterns.user_key))
+    heads = [f"left({data}, {int(n)}) = ANY(%s)" for n, _ in patterns.kept_heads]
+    other_user = (f"(starts_with({data}, %s)" + "".join(f" AND NOT {h}" for h in heads) + ")",
+                  [patterns.leading_user, *(list(group) for _, group in patterns.kept_heads)])
+    return anonymous, other_user
 
 
 # --- file ---------------------------------------------------------------------------------------
