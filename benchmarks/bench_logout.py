@@ -441,6 +441,8 @@ def main():
 
     import servers  # tests/servers.py: the throw-away servers the tests use (not in children: it imports pytest)
 
+    if args.profile:
+        os.makedirs(args.profile, exist_ok=True)
     with contextlib.ExitStack() as stack:
         workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-logout-"))
         if args.backend == "sqlite":

@@ -163,17 +163,17 @@ def _purge_sqlite_table(model, using, now, engine, keep, batch_size, heartbeat):
     Measured here (200k sessions): SQLite deletes row by row at ~1/7 the speed of an unqualified
     DELETE, which frees whole pages (its "truncate optimization"). Batches would hold the single
     SQLite write lock for longer in total, so one short transaction is the gentler choice. Kept
-    sessions are found first by streaming pages (memory grows with the kept sessions only), then
-    re-read, and written back in the same transaction, so no request ever sees them missing.
+    sessions are found first (_kept_keys: pages in rowid order; memory grows with the kept
+    sessions only), then re-read, and written back in the same transaction, so no request ever
+    sees them missing.
     """
     sessions = model._default_manager.using(using)
     counts = Counts(expired=sessions.filter(expire_date__lte=now).count())
     kept_keys = []
     if keep.keeps_anyone:
-        decoder = Decoder(engine.store_class)
-        tally = counts.tally_data
-        for rows in _rowid_pages(model, using, now, batch_size):
-            kept_keys += [key for key, data in rows if tally(decoder, data, keep)]
+        pages = (((), page) for page in _rowid_heads(model, using, now, batch_size, keep, engine, counts))
+        for _, kept in _kept_keys(model, using, now, engine, keep, counts, pages):
+            kept_keys += kept
             heartbeat()
     kept_rows = []
     for start in range(0, len(kept_keys), 500):
@@ -203,8 +203,9 @@ def _pages(model, using, fields, batch_size):
         last = page[-1][0]
 
 
-def _rowid_pages(model, using, live_at, batch_size):
-    """SQLite: (session_key, session_data) of sessions live at `live_at`, in rowid order.
+def _rowid_heads(model, using, live_at, batch_size, keep, engine, counts):
+    """SQLite: pages of (session_key, head) of the sessions live at `live_at` that the database
+    cannot rule out (_not_kept_sql; those it can are counted into `counts`), in rowid order.
 
     Session keys are random, so key-ordered pages are batch_size random lookups through the key
     index; rowid order reads the table sequentially (measured: a 200k --keep-staff run 30 s -> 23 s)."""
@@ -212,18 +213,77 @@ def _rowid_pages(model, using, live_at, batch_size):
     quote = connection.ops.quote_name
     key, data, expire = (quote(model._meta.get_field(name).column)
                          for name in ("session_key", "session_data", "expire_date"))
-    sql = (f"SELECT rowid, {key}, {data} FROM {quote(model._meta.db_table)} "
-           f"WHERE rowid > %s AND {expire} > %s ORDER BY rowid LIMIT {int(batch_size)}")
+    table = quote(model._meta.db_table)
+    anonymous, other_user = _not_kept_sql(connection, data, keep, engine)
     live_at = connection.ops.adapt_datetimefield_value(live_at)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FILTER (WHERE {anonymous[0]}), count(*) FILTER (WHERE {other_user[0]}) "
+                       f"FROM {table} WHERE {expire} > %s", [*anonymous[1], *other_user[1], live_at])
+        ruled_anonymous, ruled_other_user = cursor.fetchone()
+    counts.anonymous += ruled_anonymous
+    counts.authenticated += ruled_other_user
+    sql = (f"SELECT rowid, {key}, substr({data}, 1, {HEAD_CHARS}) FROM {table} WHERE rowid > %s AND {expire} > %s "
+           f"AND NOT {anonymous[0]} AND NOT {other_user[0]} ORDER BY rowid LIMIT {int(batch_size)}")
     last = 0
     while True:
         with connection.cursor() as cursor:
-            cursor.execute(sql, [last, live_at])
+            cursor.execute(sql, [last, live_at, *anonymous[1], *other_user[1]])
             page = cursor.fetchall()
         if not page:
             return
         last = page[-1][0]
         yield [(row[1], row[2]) for row in page]
+
+
+def _not_kept_sql(connection, data, keep, engine):
+    """Two SQL conditions (with params) on the data column, for live sessions that are certainly
+    not kept: (anonymous: uncompressed, never names a user; other user: leads with an id no kept
+    head matches). Plain string tests: no row can make them fail. Both false when nobody is kept
+    or sessions are not JSON (PayloadPatterns). SQLite gets only the first: the kept heads could
+    pass its limit on query parameters, and the triage sorts those sessions anyway."""
+    patterns = PayloadPatterns.for_rule(keep, Decoder(engine.store_class)) if keep.keeps_anyone else None
+    if patterns is None:
+        return ("false", []), ("false", [])
+    find = "strpos" if connection.vendor == "postgresql" else "instr"
+    anonymous = (f"(substr({data}, 1, 1) <> '.' AND "
+                 + " AND ".join([f"{find}({data}, %s) = 0"] * len(patterns.user_key)) + ")",
+                 list(patterns.user_key))
+    if connection.vendor != "postgresql":
+        return anonymous, ("false", [])
+    heads = [f"left({data}, {int(n)}) = ANY(%s)" for n, _ in patterns.kept_heads]
+    other_user = (f"(starts_with({data}, %s)" + "".join(f" AND NOT {h}" for h in heads) + ")",
+                  [patterns.leading_user, *(list(group) for _, group in patterns.kept_heads)])
+    return anonymous, other_user
+
+
+def _kept_keys(model, using, now, engine, keep, counts, pages):
+    """For each (tag, heads) page, yield (tag, keys of the kept sessions among them), tallying the
+    rest into `counts`. A forked process sorts one page's heads (selection.triage) while this
+    one reads the next page and the caller deletes the previous (a thread measured no faster:
+    it fights this process for the GIL; the child never touches the connection). Sessions the
+    heads do not settle, and those claiming a kept user, are read whole and decoded here."""
+    decoder = Decoder(engine.store_class)
+    sessions = model._default_manager.using(using)
+
+    def settle(tag, future):
+        others, unsettled = future.result()
+        counts.authenticated += others
+        kept = []
+        for start in range(0, len(unsettled), 500):
+            rows = sessions.filter(session_key__in=unsettled[start:start + 500], expire_date__gt=now)
+            kept += [key for key, data in rows.values_list("session_key", "session_data")
+                     if counts.tally_data(decoder, data, keep)]
+        return tag, kept
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as sorting:
+        pending = None
+        for tag, heads in pages:  # reading the next page overlaps the sorting of this one
+            future = sorting.submit(triage, keep, heads)
+            if pending:
+                yield settle(*pending)
+            pending = tag, future
+        if pending:
+            yield settle(*pending)
 
 
 def _delete_keys(model, using, keys):
@@ -252,7 +312,7 @@ def _purge_postgres_table(model, using, now, engine, keep, batch_size, heartbeat
     read sequentially by a TID Range Scan and measured as fast as the plain DELETE, while each
     transaction only locks batch_size rows. When someone is kept, each block range's DELETE spares
     the kept keys. To find them cheaply, the database rules out what it can (PayloadPatterns), a
-    child process sorts the rest by the first HEAD_CHARS of their data (selection.triage), and only
+    child process sorts the rest by the first HEAD_CHARS of their data (_kept_keys), and only
     the sessions that claim a kept user are read whole and have their signature checked.
     A session saved during the run may move to an already-walked block and survive the purge; the
     logout cutoff still ends it (students.cutoff). A kept user's login during the run can land in
@@ -263,10 +323,8 @@ def _purge_postgres_table(model, using, now, engine, keep, batch_size, heartbeat
     table = quote(model._meta.db_table)
     key, data, expire = (quote(model._meta.get_field(name).column)
                          for name in ("session_key", "session_data", "expire_date"))
-    decoder = Decoder(engine.store_class)
     now_param = connection.ops.adapt_datetimefield_value(now)
-    anonymous, other_user = _postgres_not_kept(data, PayloadPatterns.for_rule(keep, decoder)) \
-        if keep.keeps_anyone else (("false", []), ("false", []))
+    anonymous, other_user = _not_kept_sql(connection, data, keep, engine)
     with connection.cursor() as cursor:
         # One scan for the sizes and for the live sessions the database rules out (counted here,
         # as Decoder.peek counts the rest: from the payload, without the signature).
@@ -295,51 +353,21 @@ def _purge_postgres_table(model, using, now, engine, keep, batch_size, heartbeat
             deleted += delete(where, params, [])
             heartbeat()
     else:
-        def fetch_heads(where, params):
+        def heads_of(where, params):
             with connection.cursor() as cursor:
                 cursor.execute(f"SELECT {key}, left({data}, {HEAD_CHARS}) FROM {table} WHERE {where} "
                                f"AND {expire} > %s AND NOT {anonymous[0]} AND NOT {other_user[0]}",
                                [*params, now_param, *anonymous[1], *other_user[1]])
                 return cursor.fetchall()
 
-        def kept_among(keys):
-            with connection.cursor() as cursor:
-                cursor.execute(f"SELECT {key}, {data} FROM {table} WHERE {key} = ANY(%s) AND {expire} > %s",
-                               [keys, now_param])
-                return [k for k, d in cursor.fetchall() if counts.tally_data(decoder, d, keep)]
-
-        # Sorting by heads is pure Python and the database work is not: a forked process sorts
-        # range i+1 while this one waits for the database to delete range i (a thread measured
-        # no faster: it fights this process for the GIL). The child never touches the connection.
-        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as sorting:
-            pending = sorting.submit(triage, keep, fetch_heads(*ranges[0]))
-            for here, after in zip(ranges, [*ranges[1:], None]):
-                heads = fetch_heads(*after) if after else None
-                others, unsettled = pending.result()
-                if after:
-                    pending = sorting.submit(triage, keep, heads)
-                counts.authenticated += others
-                deleted += delete(*here, kept_among(unsettled) if unsettled else [])
-                heartbeat()
+        pages = (((where, params), heads_of(where, params)) for where, params in ranges)
+        for (where, params), kept in _kept_keys(model, using, now, engine, keep, counts, pages):
+            deleted += delete(where, params, kept)
+            heartbeat()
     counts.decoded = keep.keeps_anyone
     counts.deleted_expired = min(counts.expired, deleted)
     counts.deleted_active = deleted - counts.deleted_expired
     return counts
-
-
-def _postgres_not_kept(data, patterns):
-    """Two SQL conditions (with params) on the data column, for live sessions that are certainly
-    not kept: (anonymous: uncompressed, never names a user; other user: leads with an id no kept
-    head matches). Plain string tests (starts_with, strpos, left): no row can make them fail."""
-    if patterns is None:  # not JSON: Python decides every session
-        return ("false", []), ("false", [])
-    anonymous = (f"(NOT starts_with({data}, '.') AND "
-                 + " AND ".join([f"strpos({data}, %s) = 0"] * len(patterns.user_key)) + ")",
-                 list(patterns.user_key))
-    heads = [f"left({data}, {int(n)}) = ANY(%s)" for n, _ in patterns.kept_heads]
-    other_user = (f"(starts_with({data}, %s)" + "".join(f" AND NOT {h}" for h in heads) + ")",
-                  [patterns.leading_user, *(list(group) for _, group in patterns.kept_heads)])
-    return anonymous, other_user
 
 
 # --- file ---------------------------------------------------------------------------------------
