@@ -13,12 +13,13 @@ Each batch is its own transaction, so no single long lock blocks logins for the 
 SQLite the one DELETE frees pages without visiting rows, so its lock is shorter than batches' sum).
 Expired sessions count as expired when their expire_date <= the run's start, as Django's loaders do.
 """
+import logging
 import math
 import multiprocessing
 import os
 import string
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
 from itertools import islice
@@ -33,6 +34,8 @@ from django.utils import timezone
 
 from students.engines import UnsupportedEngine
 from students.selection import HEAD_CHARS, Decoder, PayloadPatterns, triage, user_id_of
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 20_000
 _KEY_CHARS = frozenset(string.ascii_lowercase + string.digits)
@@ -275,7 +278,7 @@ def _kept_keys(model, using, now, engine, keep, counts, pages):
                      if counts.tally_data(decoder, data, keep)]
         return tag, kept
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as sorting:
+    with _sorter() as sorting:
         pending = None
         for tag, heads in pages:  # reading the next page overlaps the sorting of this one
             future = sorting.submit(triage, keep, heads)
@@ -284,6 +287,34 @@ def _kept_keys(model, using, now, engine, keep, counts, pages):
             pending = tag, future
         if pending:
             yield settle(*pending)
+
+
+def _sorter():
+    """One forked process to sort heads in; this process itself where the host cannot give one
+    (no working /dev/shm for multiprocessing's semaphores, as in some containers): slower, still right."""
+    try:
+        return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+    except (OSError, ImportError, NotImplementedError) as exc:
+        logger.warning("Sorting sessions in this process: no worker process available (%s)", exc)
+        return _InThisProcess()
+
+
+class _InThisProcess:
+    """The part of an executor _kept_keys uses, running each call at once, here."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+    def submit(self, function, *args):
+        future = Future()
+        try:
+            future.set_result(function(*args))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
 
 
 def _delete_keys(model, using, keys):

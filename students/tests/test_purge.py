@@ -213,3 +213,19 @@ def test_kept_sessions_survive_in_every_payload_shape(users, shape):
                    batch_size=2)
     assert sorted(Session.objects.values_list("session_key", flat=True)) == sorted(kept)
     assert (counts.kept, counts.authenticated, counts.anonymous, counts.deleted_active) == (2, 4, 2, 4)
+
+
+def test_without_a_worker_process_the_heads_are_sorted_here(users, monkeypatch, caplog):
+    import students.purge
+
+    def no_semaphores(**kwargs):  # what multiprocessing raises where /dev/shm is missing
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(students.purge, "ProcessPoolExecutor", no_semaphores)
+    kept = make_sessions(SessionStore, users["teacher"], count=2)
+    make_sessions(SessionStore, users["alice"], count=3)
+    counts = purge(detect_engine("django.contrib.sessions.backends.db"), resolve_keep_rule(keep_staff=True),
+                   batch_size=2)
+    assert sorted(Session.objects.values_list("session_key", flat=True)) == sorted(kept)
+    assert (counts.kept, counts.deleted_active) == (2, 3)
+    assert "no worker process available" in caplog.text
