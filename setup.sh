@@ -41,12 +41,13 @@ site_user() {
       *) shift ;;
     esac
   done
+  # --one-line output of ansible-core's own default callback: "localhost | SUCCESS => {json}".
+  # (The json callback is in the full `ansible` package only, which requirements.txt does not install.)
   (
     cd ansible
-    ANSIBLE_LOAD_CALLBACK_PLUGINS=1 ANSIBLE_STDOUT_CALLBACK=ansible.builtin.json \
-      ../.venv/bin/ansible localhost -m ansible.builtin.debug -a 'msg={{ nightly_logout_user }}' "${args[@]}"
+    ../.venv/bin/ansible localhost --one-line -m ansible.builtin.debug -a 'var=nightly_logout_user' "${args[@]}"
   ) 2>/dev/null | "${VENV_DIR}/bin/python" -c \
-    'import json, sys; print(json.load(sys.stdin)["plays"][0]["tasks"][0]["hosts"]["localhost"]["msg"])'
+    'import json, sys; print(json.loads(sys.stdin.read().split("=>", 1)[1])["nightly_logout_user"])'
 }
 
 # Read back what the playbook scheduled, so what we print is what cron runs.
