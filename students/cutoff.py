@@ -11,11 +11,11 @@ recorded schedule (students.clock) are enforced the same way, even when no run h
 The login time is written into the session by a user_logged_in receiver. A session with no
 login time (made before this app was installed) counts as older than any cutoff.
 """
-import time
 from dataclasses import dataclass
 
 from django.core.cache import cache
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from students.models import LogoutRun
 from students.selection import LOGIN_TIME_KEY
@@ -43,7 +43,9 @@ class Cutoff:
 def remember_login_time(sender, request, user, **kwargs):
     """user_logged_in receiver: stamp the session so the middleware can compare it to a cutoff."""
     if request is not None and hasattr(request, "session"):
-        request.session[LOGIN_TIME_KEY] = time.time()
+        # Django's clock, the one expire_date is written with: a row's expire_date - cookie age is
+        # then never before its login time (the scheduled purge relies on it).
+        request.session[LOGIN_TIME_KEY] = timezone.now().timestamp()
 
 
 def _as_cache_value(run):
@@ -84,5 +86,8 @@ def load_value():
 
 
 def publish(run):
-    """Put a just-finished run's cutoff into the cache so this cache's readers see it now."""
-    cache.set(CACHE_KEY, _as_cache_value(run), CACHE_SECONDS)
+    """After `run` finished: put the latest cutoff into the cache so this cache's readers see it
+    now. That is `run`'s unless it was a late scheduled run standing for an earlier instant than
+    a run before it (hence the query)."""
+    latest = latest_run()
+    cache.set(CACHE_KEY, _as_cache_value(latest if latest is not None else run), CACHE_SECONDS)
