@@ -187,6 +187,12 @@ def _session_cache(engine):
     return caches[settings.SESSION_CACHE_ALIAS] if engine.kind == "cached_db" else None
 
 
+def delete_sessions(engine, expired, doomed, counts):
+    """Delete these keys (expired, and live ones) of a db/cached_db engine: rows, then cache entries."""
+    model = engine.store_class.get_model_class()
+    _delete_page(model, router.db_for_write(model), engine, _session_cache(engine), expired, doomed, counts)
+
+
 def _delete_page(model, using, engine, session_cache, expired, doomed, counts):
     with transaction.atomic(using=using):
         counts.deleted_expired += _delete_keys(model, using, expired)

@@ -2,58 +2,21 @@
 late scheduled runs that spare later logins, recordings that never log anyone out on the spot and
 never forgive a passed cutoff, daylight-saving days, and the cost on the request path.
 
-Django's clock (timezone.now: logins, session expiry, the middleware, the command) is pinned to
-chosen moments of "day D", tomorrow by the real calendar so file sessions (whose mtime is the real
-clock) are neither expired nor in the future."""
+Django's clock is pinned (conftest.clock) to chosen moments of day D."""
 from collections import Counter
 from datetime import UTC, datetime, time, timedelta
-from io import StringIO
-from importlib import import_module
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.conf import settings as django_settings
-from django.core.management import call_command
 from django.test import Client
-from django.utils import timezone
 
 from students import cutoff
 from students.clock import DAY
 from students.models import LogoutRun
 from students.schedule import target_instant
-from students.tests.conftest import is_signed_in, login, use_engine
+from students.tests.conftest import D, command, is_signed_in, login, stored, use_engine
 
 pytestmark = pytest.mark.django_db
-
-REAL_NOW = timezone.now
-D = datetime.combine(REAL_NOW().date() + DAY, time(0), tzinfo=UTC)  # midnight UTC starting day D
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    """clock(instant) pins Django's clock from then on."""
-    pinned = {}
-    monkeypatch.setattr("django.utils.timezone.now", lambda: pinned.get("now") or REAL_NOW())
-
-    def set_to(instant):
-        pinned["now"] = instant
-    return set_to
-
-
-def command(name, *args):
-    out = StringIO()
-    try:
-        call_command(name, *args, stdout=out)
-    except SystemExit as exited:
-        return exited.code, out.getvalue()
-    return 0, out.getvalue()
-
-
-def stored(client):
-    """Is the browser's session still in the engine's storage (looked at directly)?"""
-    store = import_module(django_settings.SESSION_ENGINE).SessionStore()
-    return store.exists(client.cookies[django_settings.SESSION_COOKIE_NAME].value)
-
 
 # --- a late scheduled run ------------------------------------------------------------------------
 
