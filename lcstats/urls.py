@@ -8,4 +8,6 @@ urlpatterns = [
     # login/ (Django's LoginView), logout/ (POST only), password change.
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
+    # For uptime monitors, no login: 200 while the nightly logout is healthy, 503 once overdue.
+    path("health/nightly-logout/", views.nightly_logout_health, name="nightly_logout_health"),
 ]

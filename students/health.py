@@ -1,0 +1,141 @@
+"""Is the nightly logout healthy? One answer for the health URL, `manage.py check` and the admin.
+
+What must keep happening depends on the recorded schedule's scheduler:
+- cron, systemd, pythonanywhere: a successful logout run at least once per the schedule's
+  period() plus GRACE. A run counts from when it really started (LogoutRun.started_at), not the
+  instant it stands for: a PythonAnywhere task at a fixed UTC hour may stand for an instant many
+  hours before it, yet succeeds every 24 hours.
+- none: the site's own storage cleanup (students.cleanup), which runs after signed-in requests,
+  at most once per CLEANUP_INTERVAL. A quiet site (nobody signing in overnight) grows no storage
+  and has nothing to clean, so a stale last_cleanup() alone is no fault: the cleanup is overdue
+  once someone signed in at least CLEANUP_INTERVAL after the last cleanup and GRACE has passed
+  since without one (users' last_login is the witness).
+The clock starts at the last success, or at the schedule's recording when that is later, so a new
+or changed schedule gets one full period before its first run is due. Once that deadline has passed
+the logout is overdue (the health URL answers 503).
+
+With no schedule recorded the site promises no time, so nothing can be overdue: the status is
+"unscheduled" (HTTP 200). The role always records one, so a monitor that matches the body sees a
+schedule that went missing; a 503 there would page the owners of every site that removed the job
+on purpose (`state: absent`) or never had one.
+"""
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.db.models import Min
+from django.utils import timezone
+
+from students.models import LogoutRun
+
+logger = logging.getLogger(__name__)
+
+# How late a success may be beyond the period before it counts as overdue. period() is measured on
+# the wall clock, so a daily schedule's real gap is 25 hours on the day summer time ends (1 h);
+# the other hour covers a scheduler that starts late (PythonAnywhere's tasks, systemd catching up
+# at boot shortly after) and the run itself (seconds at a million sessions, docs/benchmarks.md).
+# A missed night is still reported hours before the next scheduled run. With scheduler none a
+# cleanup follows a sign-in within about a minute (students.cleanup.CHECK_SECONDS): ample there.
+GRACE = timedelta(hours=2)
+
+# Monitors poll the URL every minute or so; a cached answer costs them one cache read, no query.
+CACHE_KEY = "students:logout_health"
+CACHE_SECONDS = 15
+
+OK, OVERDUE, UNSCHEDULED = "ok", "overdue", "unscheduled"
+UNKNOWN = "unknown"  # the health URL could not read the database (HTTP 503)
+HEALTHY = (OK, UNSCHEDULED)  # the statuses the health URL answers with 200
+
+# The health URL's JSON body: exactly these keys, times as ISO 8601 in UTC or null. No usernames,
+# hosts or settings: the URL needs no login.
+KEYS = ("status", "scheduler", "last_success", "next_due", "overdue_since")
+
+
+@dataclass(frozen=True)
+class Health:
+    status: str                    # ok, overdue or unscheduled
+    scheduler: str | None          # the recorded schedule's scheduler; None when unscheduled
+    last_success: datetime | None  # last successful run (scheduler none: last cleanup)
+    next_due: datetime | None      # next scheduled instant (scheduler none: when the next cleanup is due)
+    overdue_since: datetime | None  # when it became overdue; None while healthy
+
+    @property
+    def overdue(self):
+        return self.status == OVERDUE
+
+    @property
+    def hint(self):
+        if self.scheduler == "none":
+            return ("The site cleans its session storage itself (scheduler none) and has not done so: see "
+                    "the application log, or run `manage.py logout_all_users` by hand.")
+        return (f"Is the {self.scheduler} job still scheduled and does it succeed? See its log "
+                "(~/logs/daily_logout.log), the runs under /admin/ and `manage.py logout_schedule --show`.")
+
+    @property
+    def summary(self):
+        """One sentence for people (the check's warning, the admin's banner); empty while healthy."""
+        if not self.overdue:
+            return ""
+        what = "the site's own session cleanup" if self.scheduler == "none" else "a successful run"
+        last = f"the last at {_when(self.last_success)}" if self.last_success \
+            else "none since the schedule was recorded"
+        return (f"The nightly logout (scheduler {self.scheduler}) is overdue since "
+                f"{_when(self.overdue_since)}: {what} is missing ({last}).")
+
+    def as_json(self):
+        return {key: _iso(getattr(self, key)) for key in KEYS}
+
+
+def _when(value):
+    return f"{value.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _iso(value):
+    return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
+
+
+def last_success():
+    """When the newest successful logout run started (one indexed query), or None."""
+    return (LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS)
+            .order_by("-started_at").values_list("started_at", flat=True).first())
+
+
+def logout_health(at=None):
+    """The logout's health at `at` (default: now), read fresh from the database."""
+    from students.clock import recorded_schedule
+
+    at = at or timezone.now()
+    schedule = recorded_schedule()
+    if schedule is None:
+        return Health(UNSCHEDULED, None, last_success(), None, None)
+    if schedule.scheduler == "none":
+        return _cleanup_health(schedule, at)
+    last = last_success()
+    since = max(last, schedule.recorded_at) if last else schedule.recorded_at
+    deadline = since + schedule.period() + GRACE
+    overdue = deadline if at >= deadline else None
+    return Health(OVERDUE if overdue else OK, schedule.scheduler, last, schedule.next_instant(at), overdue)
+
+
+def _cleanup_health(schedule, at):
+    from students.cleanup import CLEANUP_INTERVAL, last_cleanup
+
+    last = last_cleanup()
+    since = max(last, schedule.recorded_at) if last else schedule.recorded_at
+    next_due = since + CLEANUP_INTERVAL  # the first moment a signed-in request may start a new turn
+    # The earliest sign-in that should have led to a cleanup (one query on the users' table).
+    witness = (get_user_model()._default_manager.filter(last_login__gte=next_due)
+               .aggregate(first=Min("last_login"))["first"])
+    overdue = witness + GRACE if witness and at >= witness + GRACE else None
+    return Health(OVERDUE if overdue else OK, schedule.scheduler, last, next_due, overdue)
+
+
+def cached_health_json():
+    """logout_health().as_json(), shared through the cache for CACHE_SECONDS."""
+    body = cache.get(CACHE_KEY)
+    if body is None:
+        body = logout_health().as_json()
+        cache.set(CACHE_KEY, body, CACHE_SECONDS)
+    return body
