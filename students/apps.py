@@ -9,6 +9,7 @@ class StudentsConfig(AppConfig):
         from django.contrib.auth.signals import user_logged_in
         from django.core.signals import request_finished
 
+        from students import checks  # noqa: F401  (registers the `manage.py check` checks)
         from students.cleanup import run_if_due
         from students.cutoff import remember_login_time
 

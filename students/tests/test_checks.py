@@ -1,0 +1,109 @@
+"""`manage.py check`: the cutoff middleware (errors), session storage the purge cannot clean
+(warning), and the overdue logout (warning, only with `--database`)."""
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from students import health
+from students.middleware import LogoutCutoffMiddleware
+from students.models import LogoutRun
+from students.tests.conftest import use_engine
+from students.tests.test_health import pin_clock, record_schedule
+
+CUTOFF = "students.middleware.LogoutCutoffMiddleware"
+AUTH = "django.contrib.auth.middleware.AuthenticationMiddleware"
+
+
+def check(*args):
+    """`manage.py check` as a person runs it: what it printed (warnings go to stderr)."""
+    out, err = StringIO(), StringIO()
+    call_command("check", *args, stdout=out, stderr=err)
+    return out.getvalue() + err.getvalue()
+
+
+def test_the_project_as_configured_passes():
+    assert "System check identified no issues" in check()
+
+
+def test_missing_cutoff_middleware_is_an_error(settings):
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != CUTOFF]
+    with pytest.raises(SystemCheckError, match=r"students\.E001.*LogoutCutoffMiddleware is not in MIDDLEWARE"):
+        check()
+
+
+def test_cutoff_middleware_before_authentication_is_an_error(settings):
+    rest = [m for m in settings.MIDDLEWARE if m != CUTOFF]
+    settings.MIDDLEWARE = rest[:rest.index(AUTH)] + [CUTOFF] + rest[rest.index(AUTH):]
+    with pytest.raises(SystemCheckError, match=r"students\.E002.*AuthenticationMiddleware comes after it"):
+        check()
+
+
+class OwnCutoffMiddleware(LogoutCutoffMiddleware):
+    """A site's own variant, as settings may name it."""
+
+
+def test_a_subclass_of_the_cutoff_middleware_counts(settings):
+    settings.MIDDLEWARE = [m if m != CUTOFF else "students.tests.test_checks.OwnCutoffMiddleware"
+                           for m in settings.MIDDLEWARE]
+    assert "students.E00" not in check()
+
+
+def test_cache_engine_on_a_cache_that_cannot_list_keys_warns(settings, tmp_path):
+    use_engine(settings, tmp_path, "cache")  # on the default locmem cache
+    output = check()
+    assert "students.W001" in output and "cannot list its keys" in output
+    assert "The logout cutoff still ends these sessions" in output
+
+
+def test_cache_engine_on_redis_does_not_warn(settings, tmp_path, redis_server):
+    use_engine(settings, tmp_path, "cache", redis_url=redis_server)
+    assert "students.W001" not in check()
+
+
+@pytest.mark.parametrize("name", ["db", "cached_db", "file", "signed_cookies"])
+def test_other_engines_do_not_warn(settings, tmp_path, name):
+    use_engine(settings, tmp_path, name)
+    assert "students.W001" not in check()
+
+
+# --- overdue (database tag) ---------------------------------------------------------------------
+
+@pytest.mark.django_db
+def test_overdue_warns_only_with_database(monkeypatch):
+    recorded = record_schedule(monkeypatch, "02:00", "Europe/Dublin", at="2026-11-30T10:00:00+00:00")
+    due = recorded.recorded_at + recorded.period() + health.GRACE
+    pin_clock(monkeypatch, due - timedelta(seconds=1))
+    assert "students.W002" not in check("--database", "default")
+    pin_clock(monkeypatch, due)
+    output = check("--database", "default")
+    assert "students.W002" in output
+    assert (f"(students.W002) The nightly logout (scheduler cron) is overdue since {due:%Y-%m-%d %H:%M} UTC: "
+            "a successful run is missing (none since the schedule was recorded).") in output
+    assert "students.W002" not in check()  # plain `check` never queries the database
+
+
+@pytest.mark.django_db
+def test_a_success_clears_the_warning(monkeypatch):
+    recorded = record_schedule(monkeypatch, "02:00", "Europe/Dublin", at="2026-11-30T10:00:00+00:00")
+    late = recorded.recorded_at + timedelta(days=3)
+    LogoutRun.objects.create(started_at=late - timedelta(hours=1), finished_at=late, host="web1",
+                             engine="django.contrib.sessions.backends.db", outcome="success")
+    pin_clock(monkeypatch, late)
+    assert "students.W002" not in check("--database", "default")
+
+
+@pytest.mark.django_db
+def test_nightly_command_does_not_run_the_overdue_check(monkeypatch):
+    """The command runs the system checks (call_command skips them unless asked), but the database
+    ones are left out: they neither slow nor clutter the nightly run."""
+    calls = []
+    healthy = health.Health(health.OK, "cron", None, None, None)
+    monkeypatch.setattr(health, "logout_health", lambda *a, **k: calls.append(1) or healthy)
+    out, err = StringIO(), StringIO()
+    call_command("logout_all_users", skip_checks=False, stdout=out, stderr=err)
+    assert calls == [] and "Successfully logged out" in out.getvalue()
+    call_command("check", "--database", "default", stdout=out, stderr=err)
+    assert calls == [1]  # the same probe does see the check when --database asks for it
