@@ -1,5 +1,7 @@
 """`manage.py check`: the cutoff middleware (errors), session storage the purge cannot clean
 (warning), and the overdue logout (warning, only with `--database`)."""
+import os
+import secrets
 from datetime import timedelta
 from io import StringIO
 
@@ -11,6 +13,7 @@ from students import health
 from students.middleware import LogoutCutoffMiddleware
 from students.models import LogoutRun
 from students.tests.conftest import use_engine
+from students.tests.test_command_process import BASE_ENV, ON_POSTGRES, _postgres_admin, _url_for, checked, manage
 from students.tests.test_health import pin_clock, record_schedule
 
 CUTOFF = "students.middleware.LogoutCutoffMiddleware"
@@ -112,3 +115,23 @@ def test_the_nightly_command_runs_no_checks(monkeypatch, settings, capsys):
     with pytest.raises(SystemCheckError, match="students.E001"):
         check("--database", "default")
     assert calls == [1]  # the same probe does see the check when --database asks for it
+
+
+def test_migrate_on_an_empty_database_is_not_broken_by_the_overdue_check(tmp_path):
+    """`migrate` runs the database checks before it makes the tables. Real processes on an empty
+    database: a SQLite file, or a new PostgreSQL database when the suite runs there."""
+    name = f"fresh_{secrets.token_hex(4)}"
+    if ON_POSTGRES:
+        _postgres_admin(f"CREATE DATABASE {name}")
+    try:
+        env = {**os.environ, **BASE_ENV, "DATABASE_URL": _url_for(name, tmp_path)}
+        half = checked(manage(env, "migrate", "--noinput", "students", "0001"))  # no schedule table yet
+        assert "Traceback" not in half.stderr
+        assert "no issues" in checked(manage(env, "check", "--database", "default")).stdout
+        full = checked(manage(env, "migrate", "--noinput"))
+        assert "Traceback" not in full.stderr and "students.W002" not in full.stderr
+        checked(manage(env, "logout_schedule", "--set", "02:00", "--timezone", "Europe/Dublin"))
+        assert "no issues" in checked(manage(env, "check", "--database", "default")).stdout
+    finally:
+        if ON_POSTGRES:
+            _postgres_admin(f"DROP DATABASE {name} WITH (FORCE)")

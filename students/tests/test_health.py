@@ -100,8 +100,7 @@ def test_keys_are_exactly_the_fixed_list_and_carry_no_names_or_hosts(monkeypatch
     assert run.host not in response.content.decode() and "alice" not in response.content.decode()
 
 
-def test_no_login_no_session_and_a_cached_answer_costs_no_query(monkeypatch, users,
-                                                                 django_assert_num_queries):
+def test_no_login_no_session_and_a_cached_answer_costs_no_query(monkeypatch, django_assert_num_queries):
     record_schedule(monkeypatch, "02:00", "Europe/Dublin")
     cache.delete(health.CACHE_KEY)
     sessions = Session.objects.count()
@@ -123,7 +122,7 @@ def test_a_signed_in_user_gets_the_same_answer(monkeypatch, users):
     assert response.status_code == 200 and json.loads(response.content)["status"] == "ok"
 
 
-def test_only_get_and_head(monkeypatch):
+def test_only_get_and_head():
     assert Client().post(URL).status_code == 405
     assert Client().head(URL).status_code == 200
 
