@@ -68,10 +68,11 @@ class Health:
     @property
     def hint(self):
         if self.scheduler == "none":
-            return ("The site cleans its session storage itself (scheduler none) and has not done so: see "
-                    "the application log, or run `manage.py logout_all_users` by hand.")
-        return (f"Is the {self.scheduler} job still scheduled and does it succeed? See its log "
-                "(~/logs/daily_logout.log), the runs under /admin/ and `manage.py logout_schedule --show`.")
+            return ("With scheduler none the site cleans its session storage after signed-in requests; look "
+                    "for 'Site cleanup' errors in the site's application log (stderr).")
+        return (f"Is the {self.scheduler} job still scheduled and does it succeed? See its log (by default "
+                "~/logs/daily_logout.log of the site user), the runs under /admin/ and "
+                "`manage.py logout_schedule --show`.")
 
     @property
     def summary(self):
@@ -120,13 +121,15 @@ def logout_health(at=None):
 
 
 def _cleanup_health(schedule, at):
-    from students.cleanup import CLEANUP_INTERVAL, last_cleanup
+    from students.cleanup import CHECK_SECONDS, CLEANUP_INTERVAL, last_cleanup
 
     last = last_cleanup()
     since = max(last, schedule.recorded_at) if last else schedule.recorded_at
     next_due = since + CLEANUP_INTERVAL  # the first moment a signed-in request may start a new turn
-    # The earliest sign-in that should have led to a cleanup (one query on the users' table).
-    witness = (get_user_model()._default_manager.filter(last_login__gte=next_due)
+    # The earliest sign-in that must have led to a cleanup (one query on the users' table): a web
+    # process looks at most once per CHECK_SECONDS, so a sign-in that soon after next_due may not.
+    witness = (get_user_model()._default_manager
+               .filter(last_login__gte=next_due + timedelta(seconds=CHECK_SECONDS))
                .aggregate(first=Min("last_login"))["first"])
     overdue = witness + GRACE if witness and at >= witness + GRACE else None
     return Health(OVERDUE if overdue else OK, schedule.scheduler, last, next_due, overdue)

@@ -168,6 +168,21 @@ def test_scheduler_none_a_sign_in_with_no_cleanup_after_it_turns_503(monkeypatch
     assert cleaned_at == datetime.fromisoformat(body["last_success"])
 
 
+def test_scheduler_none_a_sign_in_a_process_may_not_have_looked_at_yet_is_no_witness(monkeypatch, users):
+    """A web process looks at most once per CHECK_SECONDS: a sign-in within that of the interval's end
+    may pass without a turn, and the next one will do it."""
+    schedule = record_schedule(monkeypatch, "02:00", "Europe/Dublin", scheduler="none")
+    window_end = schedule.recorded_at + cleanup.CLEANUP_INTERVAL + timedelta(seconds=cleanup.CHECK_SECONDS)
+    pin_clock(monkeypatch, window_end - timedelta(seconds=1))
+    Client().force_login(users["alice"])
+    later = pin_clock(monkeypatch, window_end + timedelta(hours=5))
+    assert poll()[0] == 200
+    Client().force_login(users["carol"])  # well after the window: a witness
+    pin_clock(monkeypatch, later + health.GRACE)
+    assert poll() == (503, {"status": "overdue", "scheduler": "none", "last_success": None,
+                            "next_due": "2026-11-30T10:10:00Z", "overdue_since": "2026-11-30T17:11:00Z"})
+
+
 def test_scheduler_none_ignores_logout_runs(monkeypatch, users):
     """A nightly job is not what keeps a scheduler-none site clean: only its own cleanup counts."""
     schedule = record_schedule(monkeypatch, "02:00", "Europe/Dublin", scheduler="none")
