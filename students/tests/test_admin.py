@@ -47,9 +47,11 @@ def test_run_list_shows_outcome_duration_and_counts_first(admin_client_):
     response = admin_client_.get("/admin/students/logoutrun/")
     html = response.content.decode()
     assert response.status_code == 200
-    assert columns(html) == ["started_at", "outcome", "duration", "deleted_active", "deleted_expired",
-                             "kept_sessions", "engine_kind", "host"]
-    assert '<td class="field-duration">2 min 05 s</td>' in html
+    assert columns(html) == ["started_at", "outcome", "duration", "deleted", "expired", "kept", "engine_kind",
+                             "host"]
+    assert '<td class="field-duration">2\u00a0min\u00a005\u00a0s</td>' in html
+    assert ('<td class="field-deleted">1234</td><td class="field-expired">56</td><td class="field-kept">7</td>'
+            in html)
     assert '<td class="field-engine_kind">cached_db</td>' in html
     table = html[html.index('<table id="result_list">'):html.index("</table>")]
     assert ENGINE_PATH not in table  # the list shows the kind only ...
