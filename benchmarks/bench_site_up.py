@@ -203,8 +203,8 @@ def schedule_phases(args, port, rows, lock_rows):
     results = []
     for label, setup in phases * args.rounds:  # interleaved, so a drift in the machine's load hits all
         setup()
-        before = bench.count_sessions()
         time.sleep(6)  # the site's cached view of the schedule is at most 5 s old (students.cutoff)
+        before = bench.count_sessions()
         start = time.monotonic()
         time.sleep(args.phase_seconds)
         end = time.monotonic()

@@ -204,7 +204,9 @@ def _delete_page(model, using, engine, session_cache, expired, doomed, counts):
 
 def _saved_since(before):
     """A row whose expire_date is at or after this was last saved at or after `before`
-    (see _purge_db_before); one before it was saved, hence began, before `before`."""
+    (see _purge_db_before); one before it was saved, hence began, before `before`. This holds
+    while expire_date = save time + SESSION_COOKIE_AGE: a set_expiry shorter than the cookie age,
+    or an age raised while sessions were stored, would make rows look older than they are."""
     return before + timedelta(seconds=settings.SESSION_COOKIE_AGE)
 
 
