@@ -6,7 +6,7 @@ import secrets
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -36,7 +36,8 @@ def site_database(server_url):
                  "FROM generate_series(1, %s) AS i", [SESSIONS])
         yield url
     finally:
-        sql(server_url, f"DROP DATABASE {name} WITH (FORCE)")
+        with suppress(psycopg.OperationalError):  # a test that stopped the server leaves nothing to drop
+            sql(server_url, f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def command_env(url, pause=0.0, lease=60):
@@ -58,12 +59,12 @@ def sessions_left(direct):
 
 
 def wait_until_purging(direct, run):
-    """Until the run is recorded as running (so it holds the lock) and has deleted some sessions."""
+    """Until the run is recorded as running (so it holds the lock) and has deleted sessions."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert run.poll() is None, f"the run ended early: {run.communicate()}"
         running = sql(direct, "SELECT count(*) FROM students_logoutrun WHERE outcome = 'running'")[0][0]
-        if running and 0 < sessions_left(direct) < SESSIONS:
+        if running and sessions_left(direct) < SESSIONS:
             return
         time.sleep(0.05)
     raise AssertionError("the run never started purging")
