@@ -40,15 +40,16 @@ def site_database(server_url):
             sql(server_url, f"DROP DATABASE {name} WITH (FORCE)")
 
 
-def command_env(url, pause=0.0, lease=60):
+def command_env(url, pause=0.0, lease=60, **site):
+    """The environment of a run (or of the site: `site` overrides, e.g. SESSION_ENGINE, CACHE_URL)."""
     return {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "tests.fault_settings",
             "FAULT_PAUSE_SECONDS": str(pause), "LOGOUT_LOCK_LEASE_SECONDS": str(lease),
-            "SESSION_ENGINE": "db", "CACHE_URL": "locmem://", "DJANGO_LOG_LEVEL": "WARNING"}
+            "SESSION_ENGINE": "db", "CACHE_URL": "locmem://", "DJANGO_LOG_LEVEL": "WARNING", **site}
 
 
-def logout(url, *args, pause=0.0, lease=60, wait=True):
-    argv = [sys.executable, "manage.py", "logout_all_users", "--batch-size", "1", *args]
-    env = command_env(url, pause, lease)
+def logout(url, *args, pause=0.0, lease=60, wait=True, batch_size=1, **site):
+    argv = [sys.executable, "manage.py", "logout_all_users", "--batch-size", str(batch_size), *args]
+    env = command_env(url, pause, lease, **site)
     if not wait:
         return subprocess.Popen(argv, cwd=REPO_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return subprocess.run(argv, cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=120)
@@ -68,10 +69,6 @@ def wait_until_purging(direct, run):
             return
         time.sleep(0.05)
     raise AssertionError("the run never started purging")
-
-
-def outcomes(direct):
-    return [row[0] for row in sql(direct, "SELECT outcome FROM students_logoutrun ORDER BY id")]
 
 
 def outcomes(direct):
