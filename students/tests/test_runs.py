@@ -7,7 +7,6 @@ from datetime import timedelta
 import pytest
 from django.contrib.sessions.models import Session
 from django.core.management import CommandError
-from django.db import connection
 from django.utils import timezone
 
 from students import lock as lock_module
@@ -85,6 +84,7 @@ def test_lock_held_exits_75_and_changes_nothing(users):
     assert error.value.returncode == 75
     assert is_signed_in(alice, "alice")
     run()  # released: the next run goes through
+    assert not Session.objects.exists()
     assert not is_signed_in(alice, "alice")
 
 
