@@ -117,9 +117,12 @@ def _cut_off_keys(engine, sessions, now, room):
         if keeps and staff_ids is None and c.keep_staff:
             staff_ids = {str(pk) for pk in get_user_model()._default_manager.filter(is_staff=True)
                          .values_list("pk", flat=True)}
+        def kept(user_id):
+            return user_id is not None and (user_id in c.kept_user_ids or (c.keep_staff and user_id in staff_ids))
+
         for row in rows:
-            user_id = user_id_of(decoder.decode(row[2])) if keeps else None
-            if user_id is None or not (user_id in c.kept_user_ids or (c.keep_staff and user_id in staff_ids)):
+            # Peek (no signature check) to find whose it is; believe a kept user only if signed.
+            if not keeps or not kept(user_id_of(decoder.peek(row[2]))) or not kept(user_id_of(decoder.decode(row[2]))):
                 keys.append(row[0])
         full = len(rows) == room
         if full:

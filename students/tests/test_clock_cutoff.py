@@ -29,14 +29,21 @@ def any_engine(request, settings, tmp_path):
     return request.param
 
 
-def test_a_late_run_spares_who_logged_in_after_the_time_it_stands_for(any_engine, users, clock):
+def before_and_after_two_am(clock):
+    """A 02:00 UTC schedule recorded the day before; alice logs in at 01:00, carol at 07:00; the
+    clock is left at 08:00, six hours after the time a run now stands for."""
     clock(D - DAY + timedelta(hours=12))
     command("logout_schedule", "--set", "02:00", "--timezone", "UTC")
     clock(D + timedelta(hours=1))
-    early = login("alice")            # began at 01:00, before the 02:00 logout
+    early = login("alice")
     clock(D + timedelta(hours=7))
-    late = login("carol")             # began at 07:00, after it
-    clock(D + timedelta(hours=8))     # the job fires six hours late
+    late = login("carol")
+    clock(D + timedelta(hours=8))
+    return early, late
+
+
+def test_a_late_run_spares_who_logged_in_after_the_time_it_stands_for(any_engine, users, clock):
+    early, late = before_and_after_two_am(clock)   # the job fires six hours late
     status, out = command("logout_all_users", "--scheduled")
     assert status == 0, out
     assert "Successfully logged out all users by deleting 1 session(s)" in out
@@ -44,6 +51,14 @@ def test_a_late_run_spares_who_logged_in_after_the_time_it_stands_for(any_engine
     assert LogoutRun.objects.get().stands_for == D + timedelta(hours=2)
     assert not stored(early) and stored(late)
     assert not is_signed_in(early, "alice") and is_signed_in(late, "carol")
+
+
+def test_a_late_dry_run_counts_what_it_would_spare_and_changes_nothing(users, clock):
+    early, late = before_and_after_two_am(clock)
+    status, out = command("logout_all_users", "--scheduled", "--dry-run")
+    assert status == 0 and "Would spare 1 session(s) that began after " in out
+    assert "Would log out all users by deleting 1 session(s)" in out
+    assert stored(early) and stored(late) and not LogoutRun.objects.exists()
 
 
 def test_a_manual_run_still_means_everyone_now(users, clock):

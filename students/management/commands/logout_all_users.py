@@ -71,7 +71,10 @@ class Command(BaseCommand):
         if options["scheduled"] and (options["due_at"] or options["timezone"]):
             raise CommandError("--scheduled reads the recorded schedule: give it without --due-at/--timezone",
                                returncode=2)
-        guard = self._scheduled_guard if options["scheduled"] else self._due_guard(options["due_at"], options["timezone"])
+        if options["scheduled"]:
+            guard = self._scheduled_guard
+        else:
+            guard = self._due_guard(options["due_at"], options["timezone"])
         try:
             summary = logout_all_users(
                 dry_run=options["dry_run"], exclude_usernames=options["exclude_user"],
