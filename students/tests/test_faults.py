@@ -114,7 +114,7 @@ def test_the_database_lost_mid_run_says_what_was_done_and_the_next_run_marks_it_
         deleted = SESSIONS + 1 - sessions_left(url)
         assert 0 < deleted < SESSIONS + 1
         assert line.startswith(f"CommandError: Database error after deleting {deleted} session(s); the others were "
-                               "not deleted and no new logout cutoff is in force: "), err
+                               "not deleted and this run set no logout cutoff: "), err
         assert "Successfully" not in out
         assert outcomes(url) == ["running"], "the lost run could not record its end"
 

@@ -29,8 +29,7 @@ def _done_so_far(exc):
     deleted = done.deleted_active + done.deleted_expired if done is not None else 0
     if not deleted:
         return ", no session deleted"
-    return (f" after deleting {deleted} session(s); the others were not deleted and no new logout "
-            "cutoff is in force")
+    return f" after deleting {deleted} session(s); the others were not deleted and this run set no logout cutoff"
 
 
 def _positive_int(value):
