@@ -6,10 +6,12 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management import CommandError
 from django.utils import timezone
 
 from students.lock import LOCK_NAME, LockHeld, holder_name, run_lock
 from students.models import RunLease
+from students.tests.conftest import login, run_command, stored
 
 pytestmark = pytest.mark.django_db
 
@@ -67,3 +69,11 @@ def test_a_bad_lease_length_is_an_error_naming_the_setting_and_value(settings, v
         with run_lock():
             pass
     assert not RunLease.objects.exists()
+
+
+def test_the_command_refuses_a_bad_lease_length_naming_it(settings, users):
+    alice = login("alice")
+    settings.LOGOUT_LOCK_LEASE_SECONDS = "soon"
+    with pytest.raises(CommandError, match="LOGOUT_LOCK_LEASE_SECONDS must be a positive whole number of seconds, not 'soon'"):
+        run_command()
+    assert stored(alice)
