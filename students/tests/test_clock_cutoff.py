@@ -99,6 +99,18 @@ def test_the_clock_cutoff_ends_old_sessions_with_no_run_and_keeps_staff(users, c
     assert is_signed_in(again, "alice")
 
 
+def test_extra_times_and_excluded_users(users, clock):
+    clock(D - DAY + timedelta(hours=12))
+    command("logout_schedule", "--set", "02:00", "--also", "14:00", "--timezone", "UTC", "--exclude-user", "carol")
+    clock(D + timedelta(hours=3))
+    alice, carol = login("alice"), login("carol")
+    clock(D + timedelta(hours=13, minutes=59))
+    assert is_signed_in(alice, "alice") and is_signed_in(carol, "carol")
+    clock(D + timedelta(hours=14))
+    assert not is_signed_in(alice, "alice")     # the extra time is a logout time too
+    assert is_signed_in(carol, "carol")         # excluded by the schedule
+
+
 def test_recording_logs_nobody_out_on_the_spot(users, clock):
     clock(D + timedelta(hours=1))
     alice = login("alice")

@@ -43,6 +43,7 @@ class Command(BaseCommand):
         "Log every user out now by deleting their sessions (on the configured session engine), "
         "clean up expired sessions, and set a logout cutoff that ends any session the purge cannot "
         "reach (signed cookies) at its next request. Exit status: 0 success, 1 failure, 2 bad usage, "
+        f"{EXIT_NOT_DUE} a scheduled run skipped (not due, or already done), "
         f"{EXIT_LOCK_HELD} another run holds the cluster-wide lock."
     )
 
