@@ -9,6 +9,7 @@ DJANGO_SECRET_KEY  required for any real deployment (the fallback below is publi
 DJANGO_DEBUG       1/true/yes/on to turn DEBUG on (off by default)
 DJANGO_ALLOWED_HOSTS  comma-separated (default: localhost,127.0.0.1,[::1])
 DJANGO_LOG_LEVEL   level of the "students" loggers on stderr (default INFO)
+LOGOUT_LOCK_LEASE_SECONDS  how long a dead run's cluster lock blocks the next one (default 60; students.lock)
 """
 import os
 from pathlib import Path
@@ -72,6 +73,7 @@ CACHES = {"default": cache_from_url(os.environ.get("CACHE_URL") or "locmem://", 
 
 SESSION_ENGINE = session_engine(os.environ.get("SESSION_ENGINE") or "db")
 SESSION_FILE_PATH = os.environ.get("SESSION_FILE_PATH") or None
+LOGOUT_LOCK_LEASE_SECONDS = os.environ.get("LOGOUT_LOCK_LEASE_SECONDS")  # checked by students.lock
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

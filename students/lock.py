@@ -1,24 +1,30 @@
 """The cluster-wide lock: at most one logout run at a time across all hosts sharing the database.
 
-PostgreSQL: a session-level advisory lock (pg_try_advisory_lock), released by the server when
-the connection ends, so a crashed run never blocks the next one.
-Other databases (SQLite): a RunLease row with a unique name and an expiry; the holder renews the
-lease as it works (refresh()), and a lease left by a crashed run can be taken over once expired.
+A lease row (RunLease) on every database: whoever inserts the row, or takes over one whose
+holder is gone, holds the lock. Each statement is its own short transaction, so the lock holds
+behind PgBouncer in transaction pooling too, where a session-level advisory lock stays on a
+pooled server connection and its unlock lands on another one (the lock then leaks).
+
+The lease is short (LOGOUT_LOCK_LEASE_SECONDS, default LEASE_SECONDS) and the holder renews it
+after every batch of the purge (refresh()). A run that died (kill -9, host lost) blocks the next
+one at most until its lease expires; on the same host the next run sees at once that the
+holder's process is gone and takes over. Assumes hostnames are unique among the hosts sharing
+the database and their clocks agree to well within the lease (NTP).
 """
 import os
 import socket
 from contextlib import contextmanager, suppress
 from datetime import timedelta
 
-from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
-from students.models import LogoutRun, RunLease
+from students.models import RunLease
 
 LOCK_NAME = "logout_all_users"
-# An arbitrary constant that only this project uses as a pg advisory lock key ("nlogout").
-ADVISORY_KEY = 0x6E6C6F676F7574
-LEASE_SECONDS = 600
+LEASE_SECONDS = 60
 
 
 class LockHeld(Exception):
@@ -33,41 +39,45 @@ def holder_name():
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _running_run_description(using):
-    run = LogoutRun.objects.using(using).filter(outcome=LogoutRun.Outcome.RUNNING).order_by("-started_at").first()
-    if run is None:
-        return ""
-    return f"run started on {run.host} at {run.started_at.isoformat(timespec='seconds')}"
+def configured_lease_seconds():
+    """The lease length from settings.LOGOUT_LOCK_LEASE_SECONDS (env of the same name)."""
+    value = getattr(settings, "LOGOUT_LOCK_LEASE_SECONDS", None) or LEASE_SECONDS
+    try:
+        seconds = int(value)
+    except (TypeError, ValueError):
+        seconds = 0
+    if seconds < 1:
+        raise ImproperlyConfigured(f"LOGOUT_LOCK_LEASE_SECONDS must be a positive whole number of seconds, not {value!r}")
+    return seconds
 
 
-class _AdvisoryLock:
-    def __init__(self, using):
-        self.connection = connections[using]
-        self.using = using
-
-    def acquire(self):
-        with self.connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [ADVISORY_KEY])
-            if not cursor.fetchone()[0]:
-                detail = _running_run_description(self.using) or "no run record yet"
-                raise LockHeld(f"PostgreSQL advisory lock {ADVISORY_KEY}; {detail}")
-
-    def refresh(self):
-        """Nothing to renew: the server holds the lock while our connection lives."""
-
-    def release(self):
-        with self.connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_KEY])
+def _holder_is_dead(holder):
+    """True only when the holder ran on this host and its process no longer exists."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, owned by another user
+    return False
 
 
 class _LeaseLock:
-    def __init__(self, using, lease_seconds):
+    def __init__(self, using, seconds):
         self.using = using
-        self.lease = timedelta(seconds=lease_seconds)
+        self.lease = timedelta(seconds=seconds)
         self.holder = holder_name()
 
     def _leases(self):
         return RunLease.objects.using(self.using).filter(name=LOCK_NAME)
+
+    def _take(self, **condition):
+        """One atomic UPDATE: of two runs racing for the same stale lease only one wins."""
+        now = timezone.now()
+        return self._leases().filter(**condition).update(holder=self.holder, acquired_at=now, expires_at=now + self.lease)
 
     def acquire(self):
         now = timezone.now()
@@ -79,19 +89,17 @@ class _LeaseLock:
             return
         except IntegrityError:
             pass
-        # Take over a lease whose holder stopped renewing it (crashed run); one atomic UPDATE,
-        # so of two runs racing for an expired lease only one wins.
-        taken = self._leases().filter(expires_at__lt=now).update(
-            holder=self.holder, acquired_at=now, expires_at=now + self.lease
-        )
-        if not taken:
-            lease = self._leases().first()
-            if lease is None:
-                detail = "the holder just released it; try again"
-            else:
-                detail = (f"held by {lease.holder} since {lease.acquired_at.isoformat(timespec='seconds')}, "
-                          f"lease until {lease.expires_at.isoformat(timespec='seconds')}")
-            raise LockHeld(f"lease row {LOCK_NAME!r}: {detail}")
+        if self._take(expires_at__lt=now):  # its holder stopped renewing it
+            return
+        lease = self._leases().first()
+        if lease is not None and _holder_is_dead(lease.holder) and self._take(holder=lease.holder):
+            return
+        if lease is None:
+            detail = "the holder just released it; try again"
+        else:
+            detail = (f"held by {lease.holder} since {lease.acquired_at.isoformat(timespec='seconds')}, "
+                      f"lease until {lease.expires_at.isoformat(timespec='seconds')}")
+        raise LockHeld(f"lease row {LOCK_NAME!r}: {detail}")
 
     def refresh(self):
         renewed = self._leases().filter(holder=self.holder).update(expires_at=timezone.now() + self.lease)
@@ -103,19 +111,17 @@ class _LeaseLock:
 
 
 @contextmanager
-def run_lock(using="default", lease_seconds=LEASE_SECONDS):
+def run_lock(using="default", lease_seconds=None):
     """Hold the cluster-wide logout lock for the block, or raise LockHeld at once (never waits)."""
-    if connections[using].vendor == "postgresql":
-        lock = _AdvisoryLock(using)
-    else:
-        lock = _LeaseLock(using, lease_seconds)
+    lock = _LeaseLock(using, lease_seconds or configured_lease_seconds())
     lock.acquire()
     try:
         yield lock
     except BaseException:
-        # Keep the original error visible even if releasing fails too (e.g. the database went away;
-        # an advisory lock then dies with its connection, a lease with its expiry).
+        # Keep the original error visible even if releasing fails too (e.g. the database went
+        # away: the lease then ends with its expiry, or at once for a run on the same host).
         with suppress(DatabaseError):
             lock.release()
         raise
     lock.release()
+

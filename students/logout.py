@@ -83,9 +83,7 @@ def logout_all_users(*, dry_run=False, exclude_usernames=(), keep_staff=False,
 
     with run_lock() as lock:
         # Holding the lock, any run still marked running is one that died without recording it.
-        LogoutRun.objects.filter(outcome=LogoutRun.Outcome.RUNNING).update(
-            outcome=LogoutRun.Outcome.FAILED, error="abandoned: the run ended without recording an outcome"
-        )
+        _mark_abandoned_runs()
         stands_for = guard() if guard is not None else None
         run = LogoutRun.objects.create(
             started_at=timezone.now(), stands_for=stands_for, host=host, engine=engine.path,
@@ -102,7 +100,11 @@ def logout_all_users(*, dry_run=False, exclude_usernames=(), keep_staff=False,
         run.deleted_active, run.deleted_expired, run.kept_sessions = (
             counts.deleted_active, counts.deleted_expired, counts.kept)
         run.outcome = LogoutRun.Outcome.SUCCESS
-        run.save()
+        try:
+            run.save()
+        except Exception as exc:
+            exc.counts_so_far = counts  # the purge was done; only its record failed
+            raise
     _publish_cutoff(run)
     summary.counts, summary.finished_at = counts, run.finished_at.isoformat()
     summary.seconds = time.monotonic() - clock
@@ -114,9 +116,22 @@ def logout_all_users(*, dry_run=False, exclude_usernames=(), keep_staff=False,
     return summary
 
 
+def _mark_abandoned_runs():
+    """Under the lock, any run still marked running died without recording its outcome (killed,
+    host or database lost): mark it failed, and say so."""
+    for run in LogoutRun.objects.filter(outcome=LogoutRun.Outcome.RUNNING):
+        run.outcome, run.error = LogoutRun.Outcome.FAILED, "abandoned: the run ended without recording an outcome"
+        run.save(update_fields=["outcome", "error"])
+        logger.warning("Marked run %d (started on %s at %s) failed: it ended without recording an outcome",
+                       run.pk, run.host, run.started_at.isoformat(timespec="seconds"))
+
+
 def _record_failure(run, exc):
     logger.error("Daily logout failed on %s: %s", run.host, exc)
     run.outcome, run.error, run.finished_at = LogoutRun.Outcome.FAILED, str(exc), timezone.now()
+    done = getattr(exc, "counts_so_far", None)
+    if done is not None:
+        run.deleted_active, run.deleted_expired = done.deleted_active, done.deleted_expired
     try:
         run.save()
     except DatabaseError:

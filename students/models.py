@@ -74,10 +74,10 @@ class LogoutSchedule(models.Model):
 
 
 class RunLease(models.Model):
-    """The cluster-wide lock on databases without advisory locks (SQLite): a row per lock name.
+    """The cluster-wide lock (students.lock), on every database: a row per lock name.
 
     Whoever inserts the row (or takes over one whose lease expired) holds the lock; a crashed run
-    blocks others only until ``expires_at``. PostgreSQL uses pg_try_advisory_lock instead.
+    blocks others only until ``expires_at`` (on its own host: until its process is seen gone).
     """
 
     name = models.CharField(max_length=100, primary_key=True)

@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import string
 import tempfile
+from contextlib import contextmanager
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
@@ -120,6 +121,17 @@ def _noop():
     pass
 
 
+@contextmanager
+def _failing_says_what_was_done(counts):
+    """An error part-way through a purge carries the counts so far (exc.counts_so_far), so the
+    run can say what it deleted before it stopped."""
+    try:
+        yield
+    except Exception as exc:
+        exc.counts_so_far = counts
+        raise
+
+
 def check_purgeable(engine):
     """Raise UnsupportedEngine before anything is changed, when this engine cannot be purged."""
     if engine.kind == "cache":
@@ -168,17 +180,18 @@ def _purge_pages(model, using, now, engine, keep, dry_run, batch_size, heartbeat
     decoder = Decoder(engine.store_class)
     session_cache = _session_cache(engine)
     fields = ("session_key", "expire_date", "session_data") if decode else ("session_key", "expire_date")
-    for rows in _pages(model, using, fields, batch_size, where):
-        expired, doomed = [], []
-        for row in rows:
-            if row[1] <= now:  # Django's own loaders treat expire_date <= now as gone
-                counts.expired += 1
-                expired.append(row[0])
-            elif not (decode and counts.tally_data(decoder, row[2], keep, verify_all=dry_run)):
-                doomed.append(row[0])
-        if not dry_run:
-            _delete_page(model, using, engine, session_cache, expired, doomed, counts)
-        heartbeat()
+    with _failing_says_what_was_done(counts):
+        for rows in _pages(model, using, fields, batch_size, where):
+            expired, doomed = [], []
+            for row in rows:
+                if row[1] <= now:  # Django's own loaders treat expire_date <= now as gone
+                    counts.expired += 1
+                    expired.append(row[0])
+                elif not (decode and counts.tally_data(decoder, row[2], keep, verify_all=dry_run)):
+                    doomed.append(row[0])
+            if not dry_run:
+                _delete_page(model, using, engine, session_cache, expired, doomed, counts)
+            heartbeat()
     return counts
 
 
@@ -242,15 +255,16 @@ def _purge_db_before(engine, keep, before, dry_run, batch_size, heartbeat):
     counts = _purge_pages(model, using, now, engine, keep, dry_run, batch_size, heartbeat, where=old)
     decoder, session_cache = Decoder(engine.store_class), _session_cache(engine)
     fields = ("session_key", "expire_date", "session_data")
-    for rows in _pages(model, using, fields, batch_size, where=~old):
-        doomed = []
-        for key, _, data in rows:
-            session = decoder.decode(data)
-            if not counts.spares(session, before_ts) and not counts.tally(session, keep):
-                doomed.append(key)
-        if not dry_run:
-            _delete_page(model, using, engine, session_cache, [], doomed, counts)
-        heartbeat()
+    with _failing_says_what_was_done(counts):
+        for rows in _pages(model, using, fields, batch_size, where=~old):
+            doomed = []
+            for key, _, data in rows:
+                session = decoder.decode(data)
+                if not counts.spares(session, before_ts) and not counts.tally(session, keep):
+                    doomed.append(key)
+            if not dry_run:
+                _delete_page(model, using, engine, session_cache, [], doomed, counts)
+            heartbeat()
     if not (dry_run or keep.keeps_anyone):
         counts.decoded = False  # only the rows saved since were decoded: no live split to report
     return counts
@@ -291,11 +305,12 @@ def _purge_sqlite_table(model, using, now, engine, keep, batch_size, heartbeat, 
         cursor.execute(f"DELETE FROM {table}")
         deleted = cursor.rowcount
         sessions.bulk_create(kept_rows + spared_rows, batch_size=500)
-    heartbeat()
     counts.kept = len(kept_rows)
     deleted -= counts.kept + len(spared_rows)  # the kept and spared rows went back in
     counts.deleted_expired = min(counts.expired, deleted)
     counts.deleted_active = deleted - counts.deleted_expired
+    with _failing_says_what_was_done(counts):
+        heartbeat()
     return counts
 
 
@@ -496,25 +511,28 @@ def _purge_postgres_table(model, using, now, engine, keep, batch_size, heartbeat
         with connection.cursor() as cursor:  # autocommit: each DELETE is its own short transaction
             cursor.execute(f"DELETE FROM {table} WHERE {where}{only_before[0]}{spare}",
                            [*params, *only_before[1], *([kept] if kept else [])])
+            # Split into expired/active at the end; a failure part-way reports the total so far.
+            counts.deleted_active += cursor.rowcount
             return cursor.rowcount
 
     deleted = 0
-    if not keep.keeps_anyone:
-        for where, params in ranges:
-            deleted += delete(where, params, [])
-            heartbeat()
-    else:
-        def heads_of(where, params):
-            with connection.cursor() as cursor:
-                cursor.execute(f"SELECT {key}, left({data}, {HEAD_CHARS}) FROM {table} WHERE {where} "
-                               f"AND {expire} > %s AND NOT {anonymous[0]} AND NOT {other_user[0]}",
-                               [*params, now_param, *anonymous[1], *other_user[1]])
-                return cursor.fetchall()
+    with _failing_says_what_was_done(counts):
+        if not keep.keeps_anyone:
+            for where, params in ranges:
+                deleted += delete(where, params, [])
+                heartbeat()
+        else:
+            def heads_of(where, params):
+                with connection.cursor() as cursor:
+                    cursor.execute(f"SELECT {key}, left({data}, {HEAD_CHARS}) FROM {table} WHERE {where} "
+                                   f"AND {expire} > %s AND NOT {anonymous[0]} AND NOT {other_user[0]}",
+                                   [*params, now_param, *anonymous[1], *other_user[1]])
+                    return cursor.fetchall()
 
-        pages = (((where, params), heads_of(where, params)) for where, params in ranges)
-        for (where, params), kept in _kept_keys(model, using, now, engine, keep, counts, pages):
-            deleted += delete(where, params, kept)
-            heartbeat()
+            pages = (((where, params), heads_of(where, params)) for where, params in ranges)
+            for (where, params), kept in _kept_keys(model, using, now, engine, keep, counts, pages):
+                deleted += delete(where, params, kept)
+                heartbeat()
     counts.decoded = keep.keeps_anyone
     counts.deleted_expired = min(counts.expired, deleted)
     counts.deleted_active = deleted - counts.deleted_expired
@@ -534,33 +552,34 @@ def _purge_files(engine, keep, dry_run, batch_size, heartbeat, before=None):
     probe = store_class()  # only for get_expiry_age(), which reads no file when given expiry=
     cookie_age = timedelta(seconds=settings.SESSION_COOKIE_AGE)
     counts = Counts()
-    with os.scandir(folder) as entries:
-        for seen, entry in enumerate(entries, 1):
-            key = entry.name[len(prefix):]
-            # Django's own temp files (<prefix><key>_out_...) and foreign files do not pass this.
-            if not entry.name.startswith(prefix) or len(key) < 8 or not set(key) <= _KEY_CHARS:
-                continue
-            try:
-                with open(entry.path, encoding="ascii") as handle:
-                    data = handle.read()
-                modified = datetime.fromtimestamp(entry.stat().st_mtime, tz=dt_timezone.utc)
-            except FileNotFoundError:
-                continue  # removed meanwhile (logout, clearsessions)
-            except (OSError, UnicodeDecodeError):
-                data, modified = "\0", timezone.now()  # unreadable counts as undecodable
-            session = decoder.decode(data) if data else {}
-            expiry = (session or {}).get("_session_expiry") or modified + cookie_age
-            if probe.get_expiry_age(expiry=expiry) <= 0:
-                counts.expired += 1
-                if not dry_run and _unlink(entry.path):
-                    counts.deleted_expired += 1
-            elif counts.spares(session, before):
-                pass
-            elif not counts.tally(session, keep) and not dry_run and _unlink(entry.path):
-                counts.deleted_active += 1
-            if seen % batch_size == 0:
-                heartbeat()
-    heartbeat()
+    with _failing_says_what_was_done(counts):
+        with os.scandir(folder) as entries:
+            for seen, entry in enumerate(entries, 1):
+                key = entry.name[len(prefix):]
+                # Django's own temp files (<prefix><key>_out_...) and foreign files do not pass this.
+                if not entry.name.startswith(prefix) or len(key) < 8 or not set(key) <= _KEY_CHARS:
+                    continue
+                try:
+                    with open(entry.path, encoding="ascii") as handle:
+                        data = handle.read()
+                    modified = datetime.fromtimestamp(entry.stat().st_mtime, tz=dt_timezone.utc)
+                except FileNotFoundError:
+                    continue  # removed meanwhile (logout, clearsessions)
+                except (OSError, UnicodeDecodeError):
+                    data, modified = "\0", timezone.now()  # unreadable counts as undecodable
+                session = decoder.decode(data) if data else {}
+                expiry = (session or {}).get("_session_expiry") or modified + cookie_age
+                if probe.get_expiry_age(expiry=expiry) <= 0:
+                    counts.expired += 1
+                    if not dry_run and _unlink(entry.path):
+                        counts.deleted_expired += 1
+                elif counts.spares(session, before):
+                    pass
+                elif not counts.tally(session, keep) and not dry_run and _unlink(entry.path):
+                    counts.deleted_active += 1
+                if seen % batch_size == 0:
+                    heartbeat()
+        heartbeat()
     return counts
 
 
@@ -600,14 +619,15 @@ def _purge_cache(engine, keep, dry_run, batch_size, heartbeat, before=None):
     client = session_cache._cache.get_client(write=True)
     keys = (raw.decode() if isinstance(raw, bytes) else raw for raw in client.scan_iter(match=pattern, count=1000))
     counts = Counts()
-    while batch := [key[len(head):] for key in islice(keys, batch_size)]:
-        values = session_cache.get_many(batch)  # a key gone meanwhile has expired or logged out
-        sessions = {key: value if isinstance(value, dict) else None for key, value in values.items()}
-        doomed = [key for key, session in sessions.items()
-                  if not counts.spares(session, before) and not counts.tally(session, keep)]
-        if not dry_run and doomed:
-            session_cache.delete_many(doomed)
-            counts.deleted_active += len(doomed)
-        heartbeat()
+    with _failing_says_what_was_done(counts):
+        while batch := [key[len(head):] for key in islice(keys, batch_size)]:
+            values = session_cache.get_many(batch)  # a key gone meanwhile has expired or logged out
+            sessions = {key: value if isinstance(value, dict) else None for key, value in values.items()}
+            doomed = [key for key, session in sessions.items()
+                      if not counts.spares(session, before) and not counts.tally(session, keep)]
+            if not dry_run and doomed:
+                session_cache.delete_many(doomed)
+                counts.deleted_active += len(doomed)
+            heartbeat()
     counts.decoded = True
     return counts

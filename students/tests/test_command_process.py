@@ -125,7 +125,7 @@ def test_unreachable_database_exits_1_naming_it(env):
     result = manage({**env, "DATABASE_URL": f"postgres://nobody@127.0.0.1:{port}/lcstats"}, "logout_all_users")
     assert result.returncode == 1
     [line] = result.stderr.splitlines()
-    assert line.startswith("CommandError: Database error, nothing claimed:") and f"port {port}" in line
+    assert line.startswith("CommandError: Database error, no session deleted:") and f"port {port}" in line
     assert result.stdout == ""
 
 

@@ -23,6 +23,15 @@ def _one_line(exc):
     return " ".join(str(exc).split()) or exc.__class__.__name__
 
 
+def _done_so_far(exc):
+    """What a failed run did before it stopped (students.purge puts the counts on the error)."""
+    done = getattr(exc, "counts_so_far", None)
+    deleted = done.deleted_active + done.deleted_expired if done is not None else 0
+    if not deleted:
+        return ", no session deleted"
+    return f" after deleting {deleted} session(s); the others were not deleted and this run set no logout cutoff"
+
+
 def _positive_int(value):
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"must be a positive whole number, not {value!r}")
@@ -84,9 +93,9 @@ class Command(BaseCommand):
         except DatabaseError as exc:
             unmigrated = isinstance(exc, ProgrammingError) or "no such table" in str(exc)
             hint = " (has `manage.py migrate` been run on this database?)" if unmigrated else ""
-            raise CommandError(f"Database error, nothing claimed: {_one_line(exc)}{hint}")
+            raise CommandError(f"Database error{_done_so_far(exc)}: {_one_line(exc)}{hint}")
         except OSError as exc:
-            raise CommandError(f"Session storage error: {_one_line(exc)}")
+            raise CommandError(f"Session storage error{_done_so_far(exc)}: {_one_line(exc)}")
 
         if options["json"]:
             self.stdout.write(json.dumps(summary.as_dict(), sort_keys=True))
