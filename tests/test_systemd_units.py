@@ -51,7 +51,7 @@ def render_units(workdir, timezone, hour, minute):
     variables = {
         "ansible_python_interpreter": str(VENV_DIR / "bin/python"),
         "nightly_logout_project_dir": str(REPO_DIR), "nightly_logout_user": "root",
-        "nightly_logout_resolved_group": "root",
+        "nightly_logout_resolved_group": "root", "nightly_logout_resolved_venv_dir": str(VENV_DIR),
         "nightly_logout_script_path": str(workdir / "daily_logout.sh"),
         "nightly_logout_log_path": str(workdir / "logs/daily logout.log"),
         "nightly_logout_timezone": timezone, "nightly_logout_hour": hour, "nightly_logout_minute": minute,

@@ -28,7 +28,7 @@ def render_wrapper(workdir: Path, **overrides) -> Path:
     """Render the template with the ansible.builtin.template module, as the role does."""
     variables = {
         "nightly_logout_project_dir": str(REPO_DIR),
-        "nightly_logout_venv_dir": str(VENV_DIR),
+        "nightly_logout_resolved_venv_dir": str(VENV_DIR),
         "nightly_logout_script_path": str(workdir / "daily_logout.sh"),
         "nightly_logout_log_path": str(workdir / "logs" / "daily_logout.log"),
         "nightly_logout_lock_path": str(workdir / "logs" / ".daily_logout.lock"),
@@ -206,7 +206,7 @@ def test_a_run_that_finds_the_lock_held_skips_with_76(tmp_path, site):
 
 @pytest.mark.parametrize(
     "variable, missing_file",
-    [("nightly_logout_venv_dir", "bin/python"), ("nightly_logout_project_dir", "manage.py")],
+    [("nightly_logout_resolved_venv_dir", "bin/python"), ("nightly_logout_project_dir", "manage.py")],
     ids=["virtualenv", "project"],
 )
 def test_a_missing_project_or_virtualenv_exits_78_naming_the_path(tmp_path, variable, missing_file):

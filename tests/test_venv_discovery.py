@@ -1,0 +1,124 @@
+"""Where the role finds the site's virtualenv when nightly_logout_venv_dir is empty: the role's own
+tasks/validate.yml run by real Ansible, in check mode, against a throwaway site user whose home holds the
+project and, PythonAnywhere-style, ~/.virtualenvs/<name>. A working virtualenv is a link to this
+checkout's .venv (it imports django); a broken one is a python that cannot import django."""
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+VENV_DIR = REPO_DIR / ".venv"
+PROJECT = "mysite"
+
+
+@pytest.fixture(scope="module")
+def site_user():
+    if os.geteuid() != 0:
+        pytest.fail("the discovery test creates an OS user and runs python as it: run it as root")
+    name = f"nlvenv{secrets.token_hex(4)}"
+    subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["userdel", "--remove", name], capture_output=True)
+
+
+@pytest.fixture
+def home(site_user):
+    """The user's home, emptied of the project and ~/.virtualenvs, with a project holding manage.py."""
+    home = Path("~" + site_user).expanduser()
+    for name in (PROJECT, ".virtualenvs"):
+        shutil.rmtree(home / name, ignore_errors=True)
+    (home / PROJECT).mkdir()
+    (home / PROJECT / "manage.py").write_text("")
+    return home
+
+
+def working_venv(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(VENV_DIR)
+
+
+def venv_without_django(path: Path):
+    (path / "bin").mkdir(parents=True)
+    (path / "bin/python").symlink_to("/usr/bin/python3")
+
+
+def find_venv(site_user, home):
+    """Run the role's validate.yml in check mode; return (exit status, output)."""
+    playbook = home.parent / f"{site_user}-play.json"
+    playbook.write_text(json.dumps([{
+        "name": "Validate", "hosts": "localhost", "connection": "local", "gather_facts": False,
+        "tasks": [{"name": "Validate", "ansible.builtin.include_role": {"name": "nightly_logout",
+                                                                         "tasks_from": "validate"}}],
+    }]))
+    variables = {"ansible_python_interpreter": str(VENV_DIR / "bin/python"),
+                 "nightly_logout_user": site_user, "nightly_logout_project_dir": str(home / PROJECT)}
+    try:
+        result = subprocess.run(
+            [VENV_DIR / "bin/ansible-playbook", "--check", "-i", "localhost,", playbook,
+             "-e", json.dumps(variables)],
+            capture_output=True, text=True, timeout=300,
+            env={**os.environ, "ANSIBLE_ROLES_PATH": str(REPO_DIR / "ansible/roles"),
+                 "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_NOCOLOR": "1"},
+        )
+    finally:
+        playbook.unlink()
+    return result.returncode, " ".join((result.stdout + result.stderr).split())
+
+
+def chosen(output):
+    return output.split("nightly_logout_venv_dir is empty: using the virtualenv ", 1)[1].split(" ", 1)[0]
+
+
+def venv_after_a_dot_venv_without_django(home):
+    venv_without_django(home / PROJECT / ".venv")
+    working_venv(home / PROJECT / "venv")
+    working_venv(home / ".virtualenvs" / PROJECT)  # comes after the project's own folders
+    return f"{PROJECT}/venv"
+
+
+def the_only_home_virtualenv(home):
+    working_venv(home / ".virtualenvs" / "anything")
+    return ".virtualenvs/anything"
+
+
+def the_home_virtualenv_named_like_the_project(home):
+    working_venv(home / ".virtualenvs" / "other")
+    working_venv(home / ".virtualenvs" / PROJECT)
+    return f".virtualenvs/{PROJECT}"
+
+
+@pytest.mark.parametrize("layout", [venv_after_a_dot_venv_without_django, the_only_home_virtualenv,
+                                    the_home_virtualenv_named_like_the_project])
+def test_the_first_usable_virtualenv_is_found_and_named(site_user, home, layout):
+    expected = home / layout(home)
+    code, output = find_venv(site_user, home)
+    assert code == 0, output
+    assert chosen(output) == str(expected)
+
+
+def test_several_home_virtualenvs_none_named_like_the_project_fail_listing_them(site_user, home):
+    working_venv(home / ".virtualenvs" / "blog")
+    working_venv(home / ".virtualenvs" / "shop")
+    code, output = find_venv(site_user, home)
+    assert code != 0
+    assert (f"{home}/.virtualenvs/* (several, none named like the project folder \"{PROJECT}\": blog, shop). "
+            "Set nightly_logout_venv_dir to the site's virtualenv.") in output, output
+
+
+def test_no_usable_virtualenv_fails_listing_every_place(site_user, home):
+    venv_without_django(home / PROJECT / "virtualenv")
+    code, output = find_venv(site_user, home)
+    assert code != 0
+    project = f"{home}/{PROJECT}"
+    assert (f'nightly_logout_venv_dir is "" and no virtualenv was found whose bin/python nightly_logout_user '
+            f'"{site_user}" can run and import django from; looked in {project}/.venv (no bin/python), '
+            f"{project}/venv (no bin/python), {project}/virtualenv (cannot import django), "
+            f"{home}/.virtualenvs/* (none). Set nightly_logout_venv_dir to the site's virtualenv.") in output, output
