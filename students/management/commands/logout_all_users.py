@@ -15,6 +15,7 @@ from students.schedule import LastRun, NotDue, ScheduleError, decide, parse_due_
 from students.selection import UnknownUsers
 
 EXIT_LOCK_HELD = 75  # EX_TEMPFAIL: another host is doing the job right now
+EXIT_NOT_DUE = 3  # a scheduled run skipped: not due yet, or already done
 
 
 def _one_line(exc):
@@ -48,7 +49,7 @@ class Command(BaseCommand):
         parser.add_argument("--due-at", metavar="HH:MM",
                             help="For schedulers: run only if the local time in --timezone is at or after HH:MM "
                                  "and no successful run happened since today's HH:MM there (once per local day, "
-                                 "across daylight-saving changes); otherwise print why and exit 0.")
+                                 "across daylight-saving changes); otherwise print why and exit 3.")
         parser.add_argument("--timezone", metavar="ZONE", help="IANA time zone of --due-at, e.g. Europe/Dublin.")
 
     def handle(self, *args, **options):
@@ -60,7 +61,7 @@ class Command(BaseCommand):
             )
         except NotDue as exc:
             self.stdout.write(json.dumps({"due": False, "message": str(exc)}) if options["json"] else str(exc))
-            return
+            raise SystemExit(EXIT_NOT_DUE)
         except LockHeld as exc:
             raise CommandError(f"Another logout run holds the lock ({exc})", returncode=EXIT_LOCK_HELD)
         except (UnknownUsers, UnsupportedEngine, LockLost, ImproperlyConfigured) as exc:
