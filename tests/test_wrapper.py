@@ -39,6 +39,12 @@ def render_wrapper(workdir: Path, **overrides) -> Path:
         "nightly_logout_mail_on_failure": False,
         "nightly_logout_mail_to": "root",
         "nightly_logout_mail_subject": "LCAI Maths: Daily logout failed",
+        "nightly_logout_ping_url": "",
+        "nightly_logout_ping_config_path": str(workdir / "logs" / ".daily_logout_ping.curl"),
+        "nightly_logout_ping_body": True,
+        "nightly_logout_ping_timeout": 10,
+        "nightly_logout_ping_retries": 2,
+        "nightly_logout_textfile_dir": "",
     }
     variables.update(overrides)
     (workdir / "logs").mkdir(exist_ok=True)
