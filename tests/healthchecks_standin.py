@@ -17,10 +17,16 @@ Two behaviours of a monitor that is in trouble, for the tests of the wrapper's t
 - `hold_seconds`: every request is received, recorded, then left without an answer that long (a monitor
   that hangs); `held` is set while one is waiting, and `release()` lets them go;
 - a monitor that refuses connections needs no server: a port nothing listens on (tests/servers.free_port).
+
+Run as a program (molecule/monitoring starts it inside the target, so the real cron run pings it), it
+serves one check and appends every ping it accepts to a JSON-lines file:
+  python3 healthchecks_standin.py --port 8000 --check UUID --record pings.jsonl
 """
+import argparse
+import json
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -38,14 +44,15 @@ class Ping:
 
 
 class StandInHealthchecks:
-    def __init__(self, hold_seconds=0.0):
-        self.check = str(uuid.uuid4())
+    def __init__(self, hold_seconds=0.0, check=None, port=0, record=None):
+        self.check = check or str(uuid.uuid4())
+        self.record = record  # a file to append each ping to, as a JSON line
         self.pings: list[Ping] = []
         self.hold_seconds = hold_seconds
         self.held = threading.Event()
         self._release = threading.Event()
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self.server.daemon_threads = True
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.ping_url = f"{self.base}/{self.check}"
@@ -83,8 +90,12 @@ class StandInHealthchecks:
                 uuid.UUID(rid)
             except ValueError:
                 return 400, "invalid rid"  # guessed
+        ping = Ping(method, self.check, signal, rid, body[:BODY_LIMIT])
         with self._lock:
-            self.pings.append(Ping(method, self.check, signal, rid, body[:BODY_LIMIT]))
+            self.pings.append(ping)
+            if self.record:
+                with open(self.record, "a") as record:
+                    record.write(json.dumps(asdict(ping) | {"body": ping.body.decode(errors="replace")}) + "\n")
         return 200, "OK"
 
     def _handler_class(self):
@@ -122,3 +133,16 @@ class StandInHealthchecks:
                 pass
 
         return Handler
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Serve a stand-in of Healthchecks' pinging API for one check.")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--check", required=True, help="the check's UUID")
+    parser.add_argument("--record", required=True, help="file to append each ping to (JSON lines)")
+    args = parser.parse_args()
+    StandInHealthchecks(check=args.check, port=args.port, record=args.record).server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
