@@ -85,6 +85,12 @@ for name in ("alice", "bob"):
     session["_auth_user_hash"] = user.get_session_auth_hash()
     session.create()
 """
+RECORDED_TWO_DAYS_AGO = """
+from datetime import timedelta
+from django.utils import timezone
+from students.models import LogoutSchedule
+LogoutSchedule.objects.update(recorded_at=timezone.now() - timedelta(days=2))
+"""
 COUNT_SESSIONS = "from django.contrib.sessions.models import Session; print(Session.objects.count())"
 
 
@@ -105,6 +111,10 @@ def site(tmp_path, migrated_database):
     shutil.copy(migrated_database, database)
     database_url = f"sqlite:///{database}"
     manage(database_url, "shell", "--command", CREATE_SESSIONS)
+    # The role records the schedule the wrapper's `--scheduled` run stands for. Recorded two days ago, so
+    # a scheduled time has passed since (02:00 UTC); these sessions carry no login time: older than it.
+    manage(database_url, "logout_schedule", "--set", "02:00", "--timezone", "UTC")
+    manage(database_url, "shell", "--command", RECORDED_TWO_DAYS_AGO)
     return database_url
 
 
