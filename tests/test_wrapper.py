@@ -100,6 +100,12 @@ for name in ("alice", "bob"):
     session["_auth_user_hash"] = user.get_session_auth_hash()
     session.create()
 """
+RECORDED_TWO_DAYS_AGO = """
+from datetime import timedelta
+from django.utils import timezone
+from students.models import LogoutSchedule
+LogoutSchedule.objects.update(recorded_at=timezone.now() - timedelta(days=2))
+"""
 COUNT_SESSIONS = "from django.contrib.sessions.models import Session; print(Session.objects.count())"
 
 
@@ -120,6 +126,10 @@ def site(tmp_path, migrated_database):
     shutil.copy(migrated_database, database)
     database_url = f"sqlite:///{database}"
     manage(database_url, "shell", "--command", CREATE_SESSIONS)
+    # The role records the schedule the wrapper's `--scheduled` run stands for. Recorded two days ago, so
+    # a scheduled time has passed since (02:00 UTC); these sessions carry no login time: older than it.
+    manage(database_url, "logout_schedule", "--set", "02:00", "--timezone", "UTC")
+    manage(database_url, "shell", "--command", RECORDED_TWO_DAYS_AGO)
     return database_url
 
 
@@ -209,11 +219,8 @@ def test_a_failing_command_logs_its_exit_code_and_the_wrapper_returns_it(tmp_pat
 
 def test_a_scheduled_run_the_command_skips_logs_its_reason_and_exits_0(tmp_path, site):
     log = tmp_path / "logs" / "daily_logout.log"
-    # Due at midnight UTC: the first run of the day goes through, the next one is "already done" (exit 3).
-    script = render_wrapper(
-        tmp_path, nightly_logout_environment={"DATABASE_URL": site},
-        nightly_logout_timezone="UTC", nightly_logout_due_at="00:00",
-    )
+    # The first run stands for the latest recorded scheduled time, the next one finds it done (exit 3).
+    script = render_wrapper(tmp_path, nightly_logout_environment={"DATABASE_URL": site})
     assert run_as_cron(script, log) == 0
     assert session_count(site) == 0
     manage(site, "shell", "--command", CREATE_SESSIONS.replace('"alice", "bob"', '"carol",'))
@@ -221,7 +228,7 @@ def test_a_scheduled_run_the_command_skips_logs_its_reason_and_exits_0(tmp_path,
     assert run_as_cron(script, log) == 0
 
     lines = log_lines(log)
-    assert re.fullmatch(rf"{TIMESTAMP}: Daily logout skipped: Already logged out today at .* by host .*", lines[-1]), lines
+    assert re.fullmatch(rf"{TIMESTAMP}: Daily logout skipped: Already logged out .* by host .*", lines[-1]), lines
     assert lines[-2] == lines[-1].split("skipped: ", 1)[1]  # the command's own line, just before
     assert len([line for line in lines if line.endswith("Daily logout completed successfully")]) == 1  # the first run
     assert session_count(site) == 1
