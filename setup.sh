@@ -60,15 +60,18 @@ show_how_to_use() {
     echo "another scheduler (systemd: systemctl list-timers nightly_logout.timer), or not the primary host."
     return 0
   fi
-  # The command is everything after the five schedule fields.
+  # The command is everything after the five schedule fields. Run by hand it goes without --scheduled:
+  # a scheduled run stands for the last scheduled time (and skips when that is done), a run now logs
+  # everyone out now.
   command=$(sed -E 's/^([^ ]+ +){5}//' <<<"${line}")
+  command=${command/ --scheduled / }
   cat <<EOF
 
 The nightly logout is scheduled in the crontab of ${user}:
   ${line}
 Log file:    $(grep -oE '>> *[^ ]+' <<<"${command}" | sed -E 's/^>> *//')
 See it:      crontab -l -u ${user}
-Run it now:  runuser -u ${user} -- sh -c '${command}'
+Run it now:  runuser -u ${user} -- sh -c '${command}'   (logs everyone out now)
 The site:    .venv/bin/python manage.py runserver   (then open http://127.0.0.1:8000/)
 EOF
 }
