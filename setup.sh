@@ -71,7 +71,7 @@ The nightly logout is scheduled in the crontab of ${user}:
   ${line}
 Log file:    $(grep -oE '>> *[^ ]+' <<<"${command}" | sed -E 's/^>> *//')
 See it:      crontab -l -u ${user}
-Run it now:  runuser -u ${user} -- sh -c '${command}'   (logs everyone out now)
+Run it now:  runuser -u ${user} -- sh -c '${command}'
 The site:    .venv/bin/python manage.py runserver   (then open http://127.0.0.1:8000/)
 EOF
 }

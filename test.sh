@@ -5,6 +5,9 @@
 #
 #   ./test.sh             everything
 #   ./test.sh STEP...     only these steps: yamllint ansible-lint shellcheck pytest molecule
+#
+# The molecule step builds the target images (scripts/build-test-image.sh), then runs every
+# scenario of molecule/ and the Django suite inside Debian 13 in two parallel lanes.
 set -euo pipefail
 
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -58,10 +61,84 @@ check_pytest() {
   return "${status}"
 }
 
+# Seconds each job of the molecule step takes, so the longest start first and the two lanes end
+# close together; a job not listed runs last. Measured two at a time on a 2-core machine that other
+# work shared (load 2 to 17): default 301, mail 235, bare 138 to 429, django-trixie 84 to 237. The
+# others are estimates until measured the same way.
+declare -rA EXPECTED_SECONDS=(
+  [cluster]=420 [default]=300 [bare]=300 [mail]=240 [timezone]=180 [absent]=150
+  [django-trixie]=150 [invalid]=120
+)
+readonly MOLECULE_LANES=2
+readonly MOLECULE_LOG_DIR="${REPO_DIR}/test-artifacts/molecule"
+
+# Every folder of molecule/ that has a molecule.yml, then the Django suite on Debian 13
+# (scripts/django-in-container.sh): longest expected first, unknown ones last (by name).
+molecule_jobs() {
+  local file name
+  {
+    for file in molecule/*/molecule.yml; do
+      name=$(basename "$(dirname "${file}")")
+      printf '%s %s\n' "${EXPECTED_SECONDS[${name}]:--1}" "${name}"
+    done
+    printf '%s %s\n' "${EXPECTED_SECONDS[django-trixie]}" django-trixie
+  } | sort -k1,1nr -k2,2 | cut -d' ' -f2
+}
+
+# A job that hangs is stopped after this long (exit 124), so CI ends with every job's summary line.
+readonly MOLECULE_JOB_TIMEOUT=30m
+
+run_molecule_job() {
+  local name=$1 started=${SECONDS} status=0 command
+  if [[ ${name} == django-trixie ]]; then
+    command=(scripts/django-in-container.sh trixie)
+  else
+    command=("${VENV_DIR}/bin/molecule" test -s "${name}")
+  fi
+  timeout --kill-after=1m "${MOLECULE_JOB_TIMEOUT}" "${command[@]}" >"${MOLECULE_LOG_DIR}/${name}.log" 2>&1 \
+    || status=$?
+  printf '%s %s\n' "${status}" "$((SECONDS - started))" >"${MOLECULE_LOG_DIR}/${name}.result"
+  printf '  finished %-14s exit %s after %ss\n' "${name}" "${status}" "$((SECONDS - started))"
+}
+
+# The images once, then every job in MOLECULE_LANES parallel lanes, each job's output in
+# test-artifacts/molecule/<job>.log (printed here when it fails), one summary line per job.
 check_molecule() {
   export CONTAINERS_CONF="${REPO_DIR}/.config/containers/containers.conf"
   scripts/build-test-image.sh
-  "${VENV_DIR}/bin/molecule" test --all
+  local names name result status seconds failed=0
+  mapfile -t names < <(molecule_jobs)
+  rm -rf "${MOLECULE_LOG_DIR}"
+  mkdir -p "${MOLECULE_LOG_DIR}"
+  echo "${#names[@]} jobs in ${MOLECULE_LANES} lanes, longest first: ${names[*]}"
+  for name in "${names[@]}"; do
+    while (($(jobs -pr | wc -l) >= MOLECULE_LANES)); do
+      wait -n || true
+    done
+    printf '  started  %s\n' "${name}"
+    run_molecule_job "${name}" &
+  done
+  wait
+  printf '\nMolecule jobs (expected seconds in test.sh):\n'
+  for name in "${names[@]}"; do
+    result=$(cat "${MOLECULE_LOG_DIR}/${name}.result" 2>/dev/null || echo "? 0")
+    read -r status seconds <<<"${result}"
+    if [[ ${status} == 0 ]]; then
+      printf '  %-14s %-16s %5ss (expected %ss)\n' "${name}" ok "${seconds}" "${EXPECTED_SECONDS[${name}]:-?}"
+    else
+      failed=$((failed + 1))
+      [[ ${status} == 124 ]] && status="timed out" || status="exit ${status}"
+      printf '  %-14s %-16s %5ss (expected %ss)\n' "${name}" "FAILED (${status})" "${seconds}" \
+        "${EXPECTED_SECONDS[${name}]:-?}"
+    fi
+  done
+  for name in "${names[@]}"; do
+    if [[ $(cut -d' ' -f1 "${MOLECULE_LOG_DIR}/${name}.result" 2>/dev/null) != 0 ]]; then
+      printf '\n===== %s failed: %s =====\n' "${name}" "${MOLECULE_LOG_DIR}/${name}.log"
+      cat "${MOLECULE_LOG_DIR}/${name}.log"
+    fi
+  done
+  ((failed == 0))
 }
 
 main() {

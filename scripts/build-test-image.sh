@@ -1,24 +1,35 @@
 #!/usr/bin/env bash
-# Build the Molecule target image localhost/nightly-logout-target:bookworm.
+# Build the Molecule target images, by name: localhost/nightly-logout-target:<name>.
 #
-# There is no container registry here, so the image is a Debian bookworm rootfs made with
-# debootstrap from the mirror this machine's apt uses, then `podman import`ed. What every target
-# needs is installed while building (chroot shares the host's network and CA bundle):
+#   scripts/build-test-image.sh                     every image the scenarios need
+#   scripts/build-test-image.sh bookworm trixie-bare  only these
+#
+# Names: <suite> (bookworm, trixie) is a cron target: the Debian release plus what every role
+# scenario needs, its main process the real cron daemon. <suite>-bare is the debootstrap minimal
+# base and nothing the project installs (a newcomer's fresh server), its main process
+# `sleep infinity` (molecule/bare drives it with podman exec).
+#
+# There is no container registry here, so each image is a Debian rootfs made with debootstrap
+# from the mirror this machine's apt uses (it serves every suite), then `podman import`ed. What a
+# cron target needs is installed while building (chroot shares the host's network and CA bundle):
 #   python3 python3-apt acl sudo   Ansible itself, and `become_user` to an unprivileged user
 #   python3-venv                   the site's virtualenv
 #   cron logrotate procps          the real scheduler and rotation the role configures
-#   postgresql redis-server        a real database and cache for multi-host scenarios
+#   postgresql redis-server        a real database and cache (multi-host scenarios, the Django suite)
 # Mail packages are left out on purpose: the role installs them when the mail hook is enabled,
 # and the mail scenario proves that install.
 #
-# Cached: the image is labelled with a hash of this script and the mirror; when an image with
-# that label exists the build is skipped. Set NIGHTLY_LOGOUT_REBUILD_IMAGE=1 to force a rebuild.
+# Cached per image: each is labelled with a hash of what it is built from (suite, packages, main
+# process, mirror, the build functions below); when an image with that label exists its build is
+# skipped. Set NIGHTLY_LOGOUT_REBUILD_IMAGE=1 to force a rebuild.
 # Needs root (debootstrap, chroot), debootstrap and podman.
 set -euo pipefail
 
-readonly IMAGE="localhost/nightly-logout-target:bookworm"
-readonly SUITE="bookworm"
-readonly PACKAGES=(
+readonly IMAGE_REPO="localhost/nightly-logout-target"
+# What the scenarios use (molecule/*/molecule.yml): the default when no name is given.
+readonly ALL_TARGETS=(bookworm trixie bookworm-bare trixie-bare)
+readonly SUITES=(bookworm trixie)
+readonly CRON_TARGET_PACKAGES=(
   python3 python3-apt python3-venv acl sudo ca-certificates
   cron logrotate procps
   postgresql redis-server
@@ -26,7 +37,7 @@ readonly PACKAGES=(
 readonly LABEL="nightly-logout.inputs"
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly REPO_DIR
-readonly WORK_DIR="${REPO_DIR}/build/target-image"
+readonly WORK_ROOT="${REPO_DIR}/build/target-image"
 
 log() {
   printf '%s: %s\n' "$(date --iso-8601=seconds)" "$*" >&2
@@ -50,13 +61,8 @@ debian_mirror() {
   printf '%s\n' "${uri:-http://deb.debian.org/debian}"
 }
 
-inputs_hash() {
-  local mirror="$1"
-  { cat "${BASH_SOURCE[0]}"; printf '%s\n' "${mirror}"; } | sha256sum | cut -c1-16
-}
-
 current_label() {
-  podman image inspect --format "{{ index .Labels \"${LABEL}\" }}" "${IMAGE}" 2>/dev/null || true
+  podman image inspect --format "{{ index .Labels \"${LABEL}\" }}" "$1" 2>/dev/null || true
 }
 
 cleanup_mounts() {
@@ -66,14 +72,17 @@ cleanup_mounts() {
   fi
 }
 
+# build_rootfs SUITE MIRROR ROOTFS LOG_DIR [PACKAGE...]
 build_rootfs() {
-  local mirror="$1" rootfs="$2"
+  local suite="$1" mirror="$2" rootfs="$3" log_dir="$4"
+  shift 4
   rm -rf "${rootfs}"
   mkdir -p "${rootfs}"
 
-  log "debootstrap --variant=minbase ${SUITE} from ${mirror}"
-  debootstrap --variant=minbase "${SUITE}" "${rootfs}" "${mirror}" >"${WORK_DIR}/debootstrap.log" 2>&1 \
-    || die "debootstrap failed, see ${WORK_DIR}/debootstrap.log"
+  log "debootstrap --variant=minbase ${suite} from ${mirror}"
+  debootstrap --variant=minbase "${suite}" "${rootfs}" "${mirror}" >"${log_dir}/debootstrap.log" 2>&1 \
+    || die "debootstrap failed, see ${log_dir}/debootstrap.log"
+  (($#)) || return 0
 
   # Services must not start inside the chroot while packages install.
   printf '#!/bin/sh\nexit 101\n' >"${rootfs}/usr/sbin/policy-rc.d"
@@ -81,12 +90,12 @@ build_rootfs() {
   mount -t proc proc "${rootfs}/proc"
   trap 'cleanup_mounts "${rootfs}"' EXIT
 
-  log "installing: ${PACKAGES[*]}"
-  chroot "${rootfs}" apt-get update -q >"${WORK_DIR}/apt.log" 2>&1 \
-    || die "apt-get update in the rootfs failed, see ${WORK_DIR}/apt.log"
+  log "installing: $*"
+  chroot "${rootfs}" apt-get update -q >"${log_dir}/apt.log" 2>&1 \
+    || die "apt-get update in the rootfs failed, see ${log_dir}/apt.log"
   chroot "${rootfs}" /usr/bin/env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -q --no-install-recommends "${PACKAGES[@]}" >>"${WORK_DIR}/apt.log" 2>&1 \
-    || die "apt-get install in the rootfs failed, see ${WORK_DIR}/apt.log"
+    apt-get install -y -q --no-install-recommends "$@" >>"${log_dir}/apt.log" 2>&1 \
+    || die "apt-get install in the rootfs failed, see ${log_dir}/apt.log"
 
   cleanup_mounts "${rootfs}"
   trap - EXIT
@@ -96,31 +105,57 @@ build_rootfs() {
   chroot "${rootfs}" apt-get clean
 }
 
-main() {
-  local start=${SECONDS} mirror hash rootfs
-  command -v podman >/dev/null || die "podman is not installed"
-  command -v debootstrap >/dev/null || die "debootstrap is not installed"
-
-  mirror="$(debian_mirror)"
-  hash="$(inputs_hash "${mirror}")"
-  if [[ "${NIGHTLY_LOGOUT_REBUILD_IMAGE:-0}" != 1 && "$(current_label)" == "${hash}" ]]; then
-    log "${IMAGE} is up to date (inputs ${hash}); skipping the build"
+# build_image NAME MIRROR: build localhost/nightly-logout-target:NAME unless it is up to date.
+build_image() {
+  local name="$1" mirror="$2" start=${SECONDS}
+  local image="${IMAGE_REPO}:${name}" suite="${name%-bare}" packages=() command hash work_dir previous
+  if [[ " ${SUITES[*]} " != *" ${suite} "* ]]; then
+    die "unknown image '${name}': names are <suite> or <suite>-bare, suites: ${SUITES[*]}"
+  fi
+  if [[ ${name} == *-bare ]]; then
+    command='["sleep", "infinity"]'
+  else
+    packages=("${CRON_TARGET_PACKAGES[@]}")
+    command='["cron", "-f"]'
+  fi
+  hash="$({
+    printf '%s\n' "${suite}" "${mirror}" "${command}" "${packages[@]}"
+    declare -f build_rootfs
+  } | sha256sum | cut -c1-16)"
+  if [[ "${NIGHTLY_LOGOUT_REBUILD_IMAGE:-0}" != 1 && "$(current_label "${image}")" == "${hash}" ]]; then
+    log "${image} is up to date (inputs ${hash}); skipping the build"
     return 0
   fi
   [[ "$(id -u)" == 0 ]] || die "building the image needs root (debootstrap, chroot)"
 
-  log "building ${IMAGE} (inputs ${hash})"
-  mkdir -p "${WORK_DIR}"
-  rootfs="${WORK_DIR}/rootfs"
-  build_rootfs "${mirror}" "${rootfs}"
+  log "building ${image} (inputs ${hash})"
+  work_dir="${WORK_ROOT}/${name}"
+  mkdir -p "${work_dir}"
+  build_rootfs "${suite}" "${mirror}" "${work_dir}/rootfs" "${work_dir}" "${packages[@]}"
 
+  previous="$(podman image inspect --format '{{.Id}}' "${image}" 2>/dev/null || true)"
   log "podman import"
-  tar -C "${rootfs}" -c . | podman import \
+  tar -C "${work_dir}/rootfs" -c . | podman import \
     --change "LABEL ${LABEL}=${hash}" \
-    --change "CMD [\"cron\", \"-f\"]" \
-    --quiet - "${IMAGE}" >/dev/null
-  rm -rf "${rootfs}"
-  log "built ${IMAGE} in $((SECONDS - start))s"
+    --change "CMD ${command}" \
+    --quiet - "${image}" >/dev/null
+  rm -rf "${work_dir}/rootfs"
+  # The image this one replaces, now untagged, unless a container still uses it.
+  if [[ -n ${previous} ]]; then
+    podman image rm "${previous}" >/dev/null 2>&1 || true
+  fi
+  log "built ${image} in $((SECONDS - start))s"
+}
+
+main() {
+  local targets=("$@") name mirror
+  ((${#targets[@]})) || targets=("${ALL_TARGETS[@]}")
+  command -v podman >/dev/null || die "podman is not installed"
+  command -v debootstrap >/dev/null || die "debootstrap is not installed"
+  mirror="$(debian_mirror)"
+  for name in "${targets[@]}"; do
+    build_image "${name}" "${mirror}"
+  done
 }
 
 main "$@"

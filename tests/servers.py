@@ -1,5 +1,8 @@
 """Throw-away PostgreSQL and Redis servers from Debian's binaries, for tests (and benchmarks).
 
+PostgreSQL's server programs are found without naming a version: $PG_BIN if set, else the newest
+/usr/lib/postgresql/<version>/bin that has initdb (Debian 12 has 15, Debian 13 has 17).
+
 Each server gets its own temp folder, listens on 127.0.0.1 on a free port, keeps nothing on
 disk that outlives it, and is stopped (folder removed) when its `with` block or fixture ends.
 PostgreSQL refuses to run as root, so as root its tools run as the `postgres` OS user that
@@ -12,7 +15,9 @@ The pytest fixtures `postgres_server` and `redis_server` (session-scoped) wrap t
 conftest.py loads this module as a plugin.
 """
 import contextlib
+import glob
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -21,8 +26,20 @@ import time
 
 import pytest
 
-PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
+DEBIAN_PG_BINS = "/usr/lib/postgresql/*/bin"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def pg_bin():
+    """The folder of PostgreSQL's server programs (initdb, pg_ctl): $PG_BIN, else the newest of Debian's."""
+    if os.environ.get("PG_BIN"):
+        return os.environ["PG_BIN"]
+    found = [folder for folder in glob.glob(DEBIAN_PG_BINS) if os.path.exists(os.path.join(folder, "initdb"))]
+    if not found:
+        raise RuntimeError(f"No PostgreSQL server programs in {DEBIAN_PG_BINS}: install Debian's postgresql "
+                           "package, or set PG_BIN to the folder that has initdb")
+    # The newest major version, compared as numbers (10 > 9.6).
+    return max(found, key=lambda folder: [int(part) for part in re.findall(r"\d+", folder)])
 
 
 def free_port():
@@ -60,8 +77,9 @@ def postgres(settings=(), database="postgres"):
     """Yield a postgres:// URL (superuser `postgres`, trust auth) to `database` on a fresh cluster.
 
     settings: extra server settings such as "fsync=off"."""
-    if not os.path.exists(f"{PG_BIN}/initdb"):
-        raise RuntimeError(f"PostgreSQL binaries not found in {PG_BIN}: install Debian's postgresql package")
+    bin_dir = pg_bin()
+    if not os.path.exists(f"{bin_dir}/initdb"):
+        raise RuntimeError(f"PostgreSQL's initdb is not in PG_BIN={bin_dir}")
     folder = tempfile.mkdtemp(prefix="nightly-logout-pg-")
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres", "postgres")
@@ -69,18 +87,18 @@ def postgres(settings=(), database="postgres"):
     port = free_port()
     started = False
     try:
-        _run(_as_postgres([f"{PG_BIN}/initdb", "-D", data, "-U", "postgres", "-A", "trust",
+        _run(_as_postgres([f"{bin_dir}/initdb", "-D", data, "-U", "postgres", "-A", "trust",
                            "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"]))
         options = " ".join([f"-p {port}", f"-k {folder}", "-c listen_addresses=127.0.0.1",
                             *(f"-c {setting}" for setting in settings)])
-        _run(_as_postgres([f"{PG_BIN}/pg_ctl", "-D", data, "-l", log, "-o", options, "-w", "-t", "60", "start"]))
+        _run(_as_postgres([f"{bin_dir}/pg_ctl", "-D", data, "-l", log, "-o", options, "-w", "-t", "60", "start"]))
         started = True
         if database != "postgres":
-            _run(_as_postgres([f"{PG_BIN}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", database]))
+            _run(_as_postgres([f"{bin_dir}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", database]))
         yield f"postgres://postgres@127.0.0.1:{port}/{database}"
     finally:
         if started:
-            subprocess.run(_as_postgres([f"{PG_BIN}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"]),
+            subprocess.run(_as_postgres([f"{bin_dir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"]),
                            capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
 
