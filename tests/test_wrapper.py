@@ -73,10 +73,12 @@ def render_template(workdir: Path, template: Path, dest: Path, variables: dict, 
     )
 
 
-def run_as_cron(script: Path, log: Path) -> int:
-    """Run the wrapper the way cron does: bare environment, /bin/sh, output appended to the log."""
+def run_as_cron(script: Path, log: Path, *arguments: str, by_hand: bool = False) -> int:
+    """Run the wrapper the way the role's cron line does (`SCRIPT --scheduled >> LOG 2>&1`): bare
+    environment, /bin/sh, output appended to the log. `by_hand`: without --scheduled, as a person would."""
     cron_env = {"HOME": "/root", "LOGNAME": "root", "PATH": "/usr/bin:/bin", "SHELL": "/bin/sh"}
-    command = f"{shlex.quote(str(script))} >> {shlex.quote(str(log))} 2>&1"
+    words = [str(script), *([] if by_hand else ["--scheduled"]), *arguments]
+    command = " ".join(map(shlex.quote, words)) + f" >> {shlex.quote(str(log))} 2>&1"
     return subprocess.run(["/bin/sh", "-c", command], env=cron_env, cwd="/", timeout=120).returncode
 
 
@@ -232,6 +234,31 @@ def test_a_scheduled_run_the_command_skips_logs_its_reason_and_exits_0(tmp_path,
     assert lines[-2] == lines[-1].split("skipped: ", 1)[1]  # the command's own line, just before
     assert len([line for line in lines if line.endswith("Daily logout completed successfully")]) == 1  # the first run
     assert session_count(site) == 1
+
+
+def test_by_hand_without_scheduled_it_logs_everyone_out_now(tmp_path, site):
+    log = tmp_path / "logs" / "daily_logout.log"
+    script = render_wrapper(tmp_path, nightly_logout_environment={"DATABASE_URL": site})
+    assert run_as_cron(script, log) == 0  # the scheduled run of the latest scheduled time
+    manage(site, "shell", "--command", CREATE_SESSIONS.replace('"alice", "bob"', '"carol",'))
+
+    # The reference's manual test: the script by hand logs out whoever is in now, scheduled time done or not.
+    assert run_as_cron(script, log, by_hand=True) == 0
+
+    lines = log_lines(log)
+    assert re.fullmatch(rf"{TIMESTAMP}: Daily logout completed successfully", lines[-1]), lines
+    assert "Successfully logged out all users by deleting 1 session(s)" in lines
+    assert session_count(site) == 0
+
+
+def test_an_unknown_argument_is_refused_with_2_and_runs_nothing(tmp_path, site):
+    log = tmp_path / "logs" / "daily_logout.log"
+    script = render_wrapper(tmp_path, nightly_logout_environment={"DATABASE_URL": site})
+
+    assert run_as_cron(script, log, "--now", by_hand=True) == 2
+
+    assert log_lines(log) == [f"Usage: {script} [--scheduled]"]
+    assert session_count(site) == 2
 
 
 def test_a_run_that_finds_the_lock_held_skips_with_76(tmp_path, site):

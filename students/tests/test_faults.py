@@ -18,7 +18,7 @@ import redis as redis_py
 
 from tests.faulty_run import (REPO_DIR, SESSIONS, command_env, logout, outcomes, sessions_left, site_database,
                               sql, wait_until_purging)
-from tests.servers import PG_BIN, _as_postgres, _wait_for_port, free_port, postgres
+from tests.servers import _as_postgres, _wait_for_port, free_port, pg_bin, postgres
 
 PASSWORD = "a-long-test-password-42"
 SIGN_IN = f"""
@@ -87,7 +87,7 @@ def test_a_run_killed_mid_purge_is_marked_abandoned_and_the_next_run_finishes(po
 
 
 def _pg_ctl(data, *args):
-    subprocess.run(_as_postgres([f"{PG_BIN}/pg_ctl", "-D", data, "-w", *args]), check=True, capture_output=True,
+    subprocess.run(_as_postgres([f"{pg_bin()}/pg_ctl", "-D", data, "-w", *args]), check=True, capture_output=True,
                    timeout=120)
 
 
