@@ -1,22 +1,24 @@
 """The logout cutoff: the mechanism that logs users out on every session engine.
 
-Each successful logout run records when it started (LogoutRun.started_at). A session whose
-user logged in before the latest such cutoff is ended at its next request by
+Each successful logout run records its cutoff: when it started (LogoutRun.started_at), or for
+a scheduled run the instant it stands for (LogoutRun.stands_for). A session whose user logged
+in before the latest such cutoff is ended at its next request by
 students.middleware.LogoutCutoffMiddleware, unless the run kept that user (--exclude-user,
 --keep-staff). This is what logs out signed_cookies sessions, which the server cannot delete,
-and it closes the small races the purge leaves on the other engines.
+and it closes the small races the purge leaves on the other engines. The clock cutoffs of a
+recorded schedule (students.clock) are enforced the same way, even when no run happened.
 
 The login time is written into the session by a user_logged_in receiver. A session with no
 login time (made before this app was installed) counts as older than any cutoff.
 """
-import time
 from dataclasses import dataclass
 
 from django.core.cache import cache
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from students.models import LogoutRun
-
-LOGIN_TIME_KEY = "_students_login_time"
+from students.selection import LOGIN_TIME_KEY
 CACHE_KEY = "students:logout_cutoff"
 # How stale a web process's view of the cutoff may be. With a per-process cache (locmem) a new
 # cutoff written by the command in another process is seen within this many seconds; with a
@@ -41,17 +43,19 @@ class Cutoff:
 def remember_login_time(sender, request, user, **kwargs):
     """user_logged_in receiver: stamp the session so the middleware can compare it to a cutoff."""
     if request is not None and hasattr(request, "session"):
-        request.session[LOGIN_TIME_KEY] = time.time()
+        # Django's clock, the one expire_date is written with: a row's expire_date - cookie age is
+        # then never before its login time (the scheduled purge relies on it).
+        request.session[LOGIN_TIME_KEY] = timezone.now().timestamp()
 
 
 def _as_cache_value(run):
     if run is None:
         return {"at": None}
-    return {"at": run.started_at.timestamp(), "kept": [str(i) for i in run.kept_user_ids],
+    return {"at": run.cutoff_at.timestamp(), "kept": [str(i) for i in run.kept_user_ids],
             "keep_staff": run.keep_staff}
 
 
-def _from_cache_value(value):
+def from_cache_value(value):
     if value["at"] is None:
         return None
     return Cutoff(at=value["at"], kept_user_ids=frozenset(value["kept"]), keep_staff=value["keep_staff"])
@@ -64,13 +68,26 @@ def latest_cutoff():
     a miss adds one indexed query for the newest successful LogoutRun.
     """
     value = cache.get(CACHE_KEY)
-    if value is None:
-        run = LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS).order_by("-started_at").first()
-        value = _as_cache_value(run)
-        cache.set(CACHE_KEY, value, CACHE_SECONDS)
-    return _from_cache_value(value)
+    return from_cache_value(value if value is not None else load_value())
+
+
+def latest_run():
+    """The successful run whose cutoff is the latest (a late scheduled run stands for an earlier
+    instant than its start, so the newest run is not always the latest cutoff)."""
+    return (LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS)
+            .order_by(Coalesce("stands_for", "started_at").desc(), "-started_at").first())
+
+
+def load_value():
+    """Read the latest run cutoff from the database into the cache; return the cached value."""
+    value = _as_cache_value(latest_run())
+    cache.set(CACHE_KEY, value, CACHE_SECONDS)
+    return value
 
 
 def publish(run):
-    """Put a just-finished run's cutoff into the cache so this cache's readers see it now."""
-    cache.set(CACHE_KEY, _as_cache_value(run), CACHE_SECONDS)
+    """After `run` finished: put the latest cutoff into the cache so this cache's readers see it
+    now. That is `run`'s unless it was a late scheduled run standing for an earlier instant than
+    a run before it (hence the query)."""
+    latest = latest_run()
+    cache.set(CACHE_KEY, _as_cache_value(latest if latest is not None else run), CACHE_SECONDS)

@@ -1,7 +1,7 @@
 """Log every user out: the one entry point the command, the tests and the benchmarks call.
 
-A real run takes the cluster-wide lock, records a LogoutRun (its start is the new logout
-cutoff), purges the configured session engine, then records the outcome and logs one line to
+A real run takes the cluster-wide lock, records a LogoutRun (its start, or for a scheduled run
+the instant it stands for, is the new logout cutoff), purges the configured session engine, then records the outcome and logs one line to
 the "students.logout" logger. A dry run only counts: no lock, no record, no change.
 """
 import logging
@@ -35,6 +35,7 @@ class Summary:
     seconds: float = 0.0
     host: str = ""
     run_id: int | None = None
+    stands_for: str | None = None
     outcome: str = "success"
 
     def as_dict(self):
@@ -43,7 +44,7 @@ class Summary:
         return {
             "dry_run": self.dry_run, "outcome": self.outcome, "engine": self.engine,
             "engine_path": self.engine_path, "host": self.host, "run_id": self.run_id,
-            "started_at": self.started_at, "finished_at": self.finished_at,
+            "started_at": self.started_at, "stands_for": self.stands_for, "finished_at": self.finished_at,
             "seconds": round(self.seconds, 3),
             "deleted_active": counts.deleted_active, "deleted_expired": counts.deleted_expired,
             "live_authenticated": counts.authenticated if counts.decoded else None,
@@ -51,6 +52,7 @@ class Summary:
             "undecodable": counts.undecodable if counts.decoded else None,
             "expired": counts.expired, "kept_sessions": counts.kept,
             "kept_usernames": self.kept_usernames, "keep_staff": self.keep_staff,
+            "spared_sessions": counts.spared,
             "note": counts.note,
         }
 
@@ -59,8 +61,10 @@ def logout_all_users(*, dry_run=False, exclude_usernames=(), keep_staff=False,
                      batch_size=DEFAULT_BATCH_SIZE, engine_path=None, guard=None):
     """Run (or dry-run) the logout. Raises UnsupportedEngine, UnknownUsers, LockHeld, LockLost,
     DatabaseError or OSError; on any error after the run was recorded, the record says 'failed'.
-    `guard` (students.schedule): called before anything changes, under the cluster lock for a real
-    run so two hosts cannot both pass it; it raises NotDue to stop the run."""
+    `guard` (students.schedule, students.clock): called before anything changes, under the cluster
+    lock for a real run so two hosts cannot both pass it; it raises NotDue to stop the run. When it
+    returns a scheduled instant, the run stands for it: that instant is its cutoff, and only
+    sessions that began before it are deleted (a late run spares those that began after)."""
     engine = detect_engine(engine_path)
     check_purgeable(engine)
     keep = resolve_keep_rule(exclude_usernames, keep_staff)
@@ -69,10 +73,10 @@ def logout_all_users(*, dry_run=False, exclude_usernames=(), keep_staff=False,
                       kept_usernames=list(keep.usernames), keep_staff=keep_staff, host=host)
     clock = time.monotonic()
     if dry_run:
-        if guard is not None:
-            guard()
+        stands_for = guard() if guard is not None else None
+        summary.stands_for = stands_for and stands_for.isoformat()
         summary.started_at = timezone.now().isoformat()
-        summary.counts = purge(engine, keep, dry_run=True, batch_size=batch_size)
+        summary.counts = purge(engine, keep, dry_run=True, batch_size=batch_size, before=stands_for)
         summary.finished_at = timezone.now().isoformat()
         summary.seconds = time.monotonic() - clock
         return summary
@@ -82,15 +86,15 @@ def logout_all_users(*, dry_run=False, exclude_usernames=(), keep_staff=False,
         LogoutRun.objects.filter(outcome=LogoutRun.Outcome.RUNNING).update(
             outcome=LogoutRun.Outcome.FAILED, error="abandoned: the run ended without recording an outcome"
         )
-        if guard is not None:
-            guard()
+        stands_for = guard() if guard is not None else None
         run = LogoutRun.objects.create(
-            started_at=timezone.now(), host=host, engine=engine.path, keep_staff=keep_staff,
+            started_at=timezone.now(), stands_for=stands_for, host=host, engine=engine.path, keep_staff=keep_staff,
             kept_usernames=list(keep.usernames), kept_user_ids=keep.kept_ids,
         )
         summary.run_id, summary.started_at = run.pk, run.started_at.isoformat()
+        summary.stands_for = stands_for and stands_for.isoformat()
         try:
-            counts = purge(engine, keep, batch_size=batch_size, heartbeat=lock.refresh)
+            counts = purge(engine, keep, batch_size=batch_size, heartbeat=lock.refresh, before=stands_for)
         except Exception as exc:
             _record_failure(run, exc)
             raise

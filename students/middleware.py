@@ -1,14 +1,16 @@
 from django.contrib.auth import logout
+from django.utils import timezone
 
-from students.cutoff import latest_cutoff
+from students.clock import cutoffs_in_force
 
 
 class LogoutCutoffMiddleware:
-    """Log out any authenticated session that began before the latest logout run.
+    """Log out any authenticated session that began before a cutoff in force: the latest logout
+    run's, or the recorded schedule's clock cutoff (students.clock), each with its own keep rules.
 
     Goes after AuthenticationMiddleware. Cost: nothing for anonymous requests; for an
-    authenticated request one cache read (see students.cutoff.latest_cutoff) and a dict lookup
-    in the already-loaded session.
+    authenticated request one cache round trip (see students.clock.cutoffs_in_force), a
+    comparison or two and a dict lookup in the already-loaded session.
     """
 
     def __init__(self, get_response):
@@ -17,7 +19,6 @@ class LogoutCutoffMiddleware:
     def __call__(self, request):
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
-            cutoff = latest_cutoff()
-            if cutoff is not None and cutoff.ends(request.session, user):
+            if any(c.ends(request.session, user) for c in cutoffs_in_force(timezone.now())):
                 logout(request)
         return self.get_response(request)

@@ -4,9 +4,10 @@ from django.db import models
 class LogoutRun(models.Model):
     """One real (not dry) run of logout_all_users: what it did, and the logout cutoff it set.
 
-    The latest successful run's ``started_at`` is the cutoff the middleware enforces: any
-    authenticated session that began before it is ended at its next request, except the
-    sessions of ``kept_user_ids`` (and of staff when ``keep_staff``).
+    The latest successful run's cutoff (``stands_for`` for a scheduled run, else ``started_at``)
+    is the cutoff the middleware enforces: any authenticated session that began before it is
+    ended at its next request, except the sessions of ``kept_user_ids`` (and of staff when
+    ``keep_staff``).
     """
 
     class Outcome(models.TextChoices):
@@ -15,6 +16,9 @@ class LogoutRun(models.Model):
         FAILED = "failed", "failed"
 
     started_at = models.DateTimeField(db_index=True)
+    # A --scheduled run stands for the scheduled instant it was fired for: that instant, not its
+    # start, is its cutoff (a late run never logs out a session that began after it). Null: manual.
+    stands_for = models.DateTimeField(null=True, blank=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     host = models.CharField(max_length=255)
     engine = models.CharField(max_length=255, help_text="Session engine the run purged")
@@ -33,6 +37,38 @@ class LogoutRun(models.Model):
 
     def __str__(self):
         return f"{self.started_at:%Y-%m-%d %H:%M:%S} {self.host} {self.outcome}"
+
+    @property
+    def cutoff_at(self):
+        return self.stands_for or self.started_at
+
+
+class LogoutSchedule(models.Model):
+    """The nightly logout's schedule as the site knows it (one row, written by `manage.py
+    logout_schedule`; students.clock reads it). Every scheduled instant after ``recorded_at`` is a
+    clock cutoff with this schedule's keep rules, whether or not a job ran. ``previous_cutoffs``
+    are the cutoffs in force just before it was recorded, changed or cleared, so recording never
+    forgives one: [{"at": ISO, "keep_staff": bool, "kept_user_ids": [str, ...]}, ...].
+    Empty ``times``: no schedule (cleared); the previous cutoffs still hold.
+    """
+
+    class Scheduler(models.TextChoices):
+        CRON = "cron", "cron"
+        SYSTEMD = "systemd", "systemd"
+        PYTHONANYWHERE = "pythonanywhere", "pythonanywhere"
+        NONE = "none", "none (the site cleans up itself)"
+
+    times = models.JSONField(default=list, help_text='Local "HH:MM" times, the main one first')
+    timezone = models.CharField(max_length=64, blank=True)
+    scheduler = models.CharField(max_length=16, choices=Scheduler.choices, default=Scheduler.CRON)
+    keep_staff = models.BooleanField(default=False)
+    excluded_usernames = models.JSONField(default=list, blank=True)
+    kept_user_ids = models.JSONField(default=list, blank=True)
+    recorded_at = models.DateTimeField()
+    previous_cutoffs = models.JSONField(default=list, blank=True)
+
+    def __str__(self):
+        return f"{', '.join(self.times) or 'no schedule'} {self.timezone} ({self.scheduler})"
 
 
 class RunLease(models.Model):

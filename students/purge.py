@@ -9,6 +9,10 @@ file       the session files under SESSION_FILE_PATH that carry the cookie-name 
 cache      only where the cache can list its keys: Django's RedisCache (SCAN); else UnsupportedEngine.
 signed_cookies  nothing is stored on the server; the logout cutoff (students.cutoff) ends them.
 
+A scheduled run (`before`: the instant it stands for) deletes only sessions that began before it,
+plus expired ones: on db/cached_db rows last saved before it go undecoded (_purge_db_before), on
+file and cache the login time each session carries decides.
+
 Each batch is its own transaction, so no single long lock blocks logins for the whole run (on
 SQLite the one DELETE frees pages without visiting rows, so its lock is shorter than batches' sum).
 Expired sessions count as expired when their expire_date <= the run's start, as Django's loaders do.
@@ -30,10 +34,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.cache.backends.base import default_key_func
 from django.core.cache.backends.redis import RedisCache
 from django.db import connections, router, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from students.engines import UnsupportedEngine
-from students.selection import HEAD_CHARS, Decoder, PayloadPatterns, triage, user_id_of
+from students.selection import HEAD_CHARS, Decoder, PayloadPatterns, began_before, triage, user_id_of
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +58,7 @@ class Counts:
     kept: int = 0
     deleted_active: int = 0
     deleted_expired: int = 0
+    spared: int = 0  # live, but began after the scheduled instant the run stands for
     decoded: bool = False
     note: str = ""
 
@@ -93,6 +99,19 @@ class Counts:
             return True
         return False
 
+    def spares(self, session, before):
+        """For a scheduled run: True (and counted) when this live, decoded session did not begin
+        before epoch `before` (selection.began_before), so the run leaves it alone."""
+        if before is None or session is None or began_before(session, before):
+            return False
+        self.decoded = True
+        self.spared += 1
+        if user_id_of(session) is None:
+            self.anonymous += 1
+        else:
+            self.authenticated += 1
+        return True
+
     def as_dict(self):
         return asdict(self)
 
@@ -107,17 +126,22 @@ def check_purgeable(engine):
         _redis_cache_for(engine)
 
 
-def purge(engine, keep, *, dry_run=False, batch_size=DEFAULT_BATCH_SIZE, heartbeat=_noop):
+def purge(engine, keep, *, dry_run=False, batch_size=DEFAULT_BATCH_SIZE, heartbeat=_noop, before=None):
     """Delete (or on dry_run only count) every session the KeepRule does not keep, plus expired ones.
+    With `before` (aware datetime: the scheduled instant a run stands for), only sessions that
+    began before it; those that began after are spared (counts.spared).
 
     heartbeat() is called after every batch (the lock renews its lease there)."""
     check_purgeable(engine)
+    before_ts = before.timestamp() if before is not None else None
     if engine.kind in ("db", "cached_db"):
+        if before is not None:
+            return _purge_db_before(engine, keep, before, dry_run, batch_size, heartbeat)
         return _purge_db(engine, keep, dry_run, batch_size, heartbeat)
     if engine.kind == "file":
-        return _purge_files(engine, keep, dry_run, batch_size, heartbeat)
+        return _purge_files(engine, keep, dry_run, batch_size, heartbeat, before_ts)
     if engine.kind == "cache":
-        return _purge_cache(engine, keep, dry_run, batch_size, heartbeat)
+        return _purge_cache(engine, keep, dry_run, batch_size, heartbeat, before_ts)
     return Counts(note="signed_cookies keeps sessions in the browser, so there is nothing to delete on "
                        "the server; the logout cutoff ends them at their next request")
 
@@ -135,12 +159,17 @@ def _purge_db(engine, keep, dry_run, batch_size, heartbeat):
         if connection.vendor == "postgresql" and connection.pg_version >= 140000:  # TID range scans
             return _purge_postgres_table(model, using, now, engine, keep, batch_size, heartbeat)
 
+    return _purge_pages(model, using, now, engine, keep, dry_run, batch_size, heartbeat)
+
+
+def _purge_pages(model, using, now, engine, keep, dry_run, batch_size, heartbeat, where=None):
+    """Pages of rows (those matching `where`) in key order; each page's deletes in one transaction."""
     counts = Counts()
     decode = dry_run or keep.keeps_anyone
     decoder = Decoder(engine.store_class)
-    session_cache = caches[settings.SESSION_CACHE_ALIAS] if engine.kind == "cached_db" else None
+    session_cache = _session_cache(engine)
     fields = ("session_key", "expire_date", "session_data") if decode else ("session_key", "expire_date")
-    for rows in _pages(model, using, fields, batch_size):
+    for rows in _pages(model, using, fields, batch_size, where):
         expired, doomed = [], []
         for row in rows:
             if row[1] <= now:  # Django's own loaders treat expire_date <= now as gone
@@ -149,14 +178,56 @@ def _purge_db(engine, keep, dry_run, batch_size, heartbeat):
             elif not (decode and counts.tally_data(decoder, row[2], keep, verify_all=dry_run)):
                 doomed.append(row[0])
         if not dry_run:
-            with transaction.atomic(using=using):
-                counts.deleted_expired += _delete_keys(model, using, expired)
-                counts.deleted_active += _delete_keys(model, using, doomed)
-            if session_cache is not None:
-                # After the rows: a request in between finds neither and cannot re-cache the row.
-                prefix = engine.store_class.cache_key_prefix
-                session_cache.delete_many([prefix + key for key in expired + doomed])
+            _delete_page(model, using, engine, session_cache, expired, doomed, counts)
         heartbeat()
+    return counts
+
+
+def _session_cache(engine):
+    return caches[settings.SESSION_CACHE_ALIAS] if engine.kind == "cached_db" else None
+
+
+def _delete_page(model, using, engine, session_cache, expired, doomed, counts):
+    with transaction.atomic(using=using):
+        counts.deleted_expired += _delete_keys(model, using, expired)
+        counts.deleted_active += _delete_keys(model, using, doomed)
+    if session_cache is not None:
+        # After the rows: a request in between finds neither and cannot re-cache the row.
+        prefix = engine.store_class.cache_key_prefix
+        session_cache.delete_many([prefix + key for key in expired + doomed])
+
+
+def _purge_db_before(engine, keep, before, dry_run, batch_size, heartbeat):
+    """A scheduled run on db/cached_db (any database): delete expired sessions and those that
+    began before `before`; spare the rest.
+
+    Django saves a row with expire_date = save time + SESSION_COOKIE_AGE (this site never calls
+    set_expiry), and a session is never saved before it began. So a row whose expire_date is
+    before `before` + SESSION_COOKIE_AGE was last saved, hence began, before `before`: those go
+    without decoding (when someone is kept, peeked for the user id, as a full purge does). Only rows saved
+    since are read whole and decoded (signature checked) for their login time. Pages in key order,
+    each page's deletes in one short transaction, as _purge_db.
+    """
+    model = engine.store_class.get_model_class()
+    using = router.db_for_write(model)
+    now = timezone.now()
+    saved_since = before + timedelta(seconds=settings.SESSION_COOKIE_AGE)  # expire_date >= this: saved since
+    before_ts = before.timestamp()
+    old = Q(expire_date__lt=saved_since) | Q(expire_date__lte=now)
+    counts = _purge_pages(model, using, now, engine, keep, dry_run, batch_size, heartbeat, where=old)
+    decoder, session_cache = Decoder(engine.store_class), _session_cache(engine)
+    fields = ("session_key", "expire_date", "session_data")
+    for rows in _pages(model, using, fields, batch_size, where=~old):
+        doomed = []
+        for key, _, data in rows:
+            session = decoder.decode(data)
+            if not counts.spares(session, before_ts) and not counts.tally(session, keep):
+                doomed.append(key)
+        if not dry_run:
+            _delete_page(model, using, engine, session_cache, [], doomed, counts)
+        heartbeat()
+    if not (dry_run or keep.keeps_anyone):
+        counts.decoded = False  # only the rows saved since were decoded: no live split to report
     return counts
 
 
@@ -194,9 +265,11 @@ def _purge_sqlite_table(model, using, now, engine, keep, batch_size, heartbeat):
     return counts
 
 
-def _pages(model, using, fields, batch_size):
+def _pages(model, using, fields, batch_size, where=None):
     """Rows in primary-key order, batch_size at a time (keyset pagination: no OFFSET, no big list)."""
     rows = model._default_manager.using(using).order_by("session_key").values_list(*fields)
+    if where is not None:
+        rows = rows.filter(where)
     last = ""
     while True:
         page = list(rows.filter(session_key__gt=last)[:batch_size])
@@ -403,7 +476,7 @@ def _purge_postgres_table(model, using, now, engine, keep, batch_size, heartbeat
 
 # --- file ---------------------------------------------------------------------------------------
 
-def _purge_files(engine, keep, dry_run, batch_size, heartbeat):
+def _purge_files(engine, keep, dry_run, batch_size, heartbeat, before=None):
     store_class = engine.store_class
     # From the setting, not store_class._get_storage_path(): that one caches the first answer.
     folder = settings.SESSION_FILE_PATH or tempfile.gettempdir()
@@ -434,6 +507,8 @@ def _purge_files(engine, keep, dry_run, batch_size, heartbeat):
                 counts.expired += 1
                 if not dry_run and _unlink(entry.path):
                     counts.deleted_expired += 1
+            elif counts.spares(session, before):
+                pass
             elif not counts.tally(session, keep) and not dry_run and _unlink(entry.path):
                 counts.deleted_active += 1
             if seen % batch_size == 0:
@@ -470,7 +545,7 @@ def _glob_escape(text):
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-def _purge_cache(engine, keep, dry_run, batch_size, heartbeat):
+def _purge_cache(engine, keep, dry_run, batch_size, heartbeat, before=None):
     session_cache = _redis_cache_for(engine)
     head = session_cache.make_key("")  # "<KEY_PREFIX>:<VERSION>:" with Django's default key function
     pattern = _glob_escape(head + engine.store_class.cache_key_prefix) + "*"
@@ -480,8 +555,9 @@ def _purge_cache(engine, keep, dry_run, batch_size, heartbeat):
     counts = Counts()
     while batch := [key[len(head):] for key in islice(keys, batch_size)]:
         values = session_cache.get_many(batch)  # a key gone meanwhile has expired or logged out
-        doomed = [key for key in batch if key in values
-                  and not counts.tally(values[key] if isinstance(values[key], dict) else None, keep)]
+        sessions = {key: value if isinstance(value, dict) else None for key, value in values.items()}
+        doomed = [key for key, session in sessions.items()
+                  if not counts.spares(session, before) and not counts.tally(session, keep)]
         if not dry_run and doomed:
             session_cache.delete_many(doomed)
             counts.deleted_active += len(doomed)

@@ -10,6 +10,8 @@ from django.contrib.auth import SESSION_KEY, get_user_model
 from django.core import signing
 from django.utils.module_loading import import_string
 
+LOGIN_TIME_KEY = "_students_login_time"  # written at login by students.cutoff.remember_login_time
+
 
 class UnknownUsers(Exception):
     """--exclude-user named usernames that do not exist (a typo must not silently keep nobody)."""
@@ -185,6 +187,16 @@ class PayloadPatterns:
 def _whole_chars(raw):
     """The base64 characters that `raw` alone decides, when it starts on a 3-byte boundary."""
     return base64.urlsafe_b64encode(raw).decode()[:len(raw) * 4 // 3]
+
+
+def began_before(session_dict, instant):
+    """True when this decoded session's user logged in before epoch `instant` (a session with no
+    login time counts as older than any cutoff, as in students.cutoff). An anonymous session began
+    nobody's login: False, so a scheduled run spares it when it was saved since its instant."""
+    if user_id_of(session_dict) is None:
+        return False
+    logged_in_at = session_dict.get(LOGIN_TIME_KEY)
+    return not isinstance(logged_in_at, (int, float)) or logged_in_at < instant
 
 
 def user_id_of(session_dict):

@@ -1,17 +1,31 @@
 """A local STAND-IN for PythonAnywhere's scheduled-tasks API, for tests only (the real API cannot be reached
-from the test machines). It is not PythonAnywhere: it follows the contract documented at
-help.pythonanywhere.com/pages/API as far as the role uses it, and no further:
+from the test machines, and a real account cannot be switched between kinds). It is not PythonAnywhere.
 
+Documented, and followed here (help.pythonanywhere.com/pages/API, /pages/ScheduledTasks, the PythonAnywhere
+blog on task expiry, and the fields PythonAnywhere's own helper scripts read from a task):
 - endpoints /api/v0/user/{username}/schedule/ (GET list, POST create -> 201) and
   /api/v0/user/{username}/schedule/{id}/ (GET, PUT, PATCH -> 200, DELETE -> 204; unknown id -> 404);
-- header `Authorization: Token <token>`; a missing or wrong token -> 401, another user's path -> 403;
-- task fields id, url, user, command, description, enabled, interval ("daily" | "hourly"), hour, minute,
-  expiry (a date: free accounts' tasks stop after four weeks), printable_time, logfile;
-  a bad field -> 400 with the field's error;
+- header `Authorization: Token <token>`;
+- parameters command, enabled, interval ("daily" | "hourly"), hour, minute; tasks run in UTC;
+- a task's fields: id, url, user, command, enabled, interval, hour, minute, printable_time, expiry,
+  extend_url, can_enable, logfile, description;
+- hourly tasks are for paying accounts; a free account's task stops after four weeks unless extended;
+- (from issue 14, not from a page stored here) free accounts created since 2026-01-15 get no scheduled
+  task, older free accounts one daily task;
 - the rate limit: 40 requests per minute per endpoint -> 429.
 
-Bodies may be JSON or form-encoded. Every request is recorded (method, path, parsed body) so a test can
-check what was sent, e.g. that hour 0 went as 0.
+Guesses (not documented; the role must not depend on them beyond "the create was refused"):
+- the refusal of a create beyond the account's allowance, or of an hourly task on a free account:
+  HTTP 403 with {"detail": "..."} (the exact status and body are unknown);
+- 401 for a missing or wrong token, 403 for another user's path, 400 with per-field errors for a bad value,
+  and a daily task without an hour refused with 400;
+- printable_time "HH:MM" (daily) or "MM minutes past every hour" (hourly); expiry an ISO date, four weeks
+  from creation on free accounts and null on paid ones; extend_url and logfile paths; can_enable false for
+  an hourly task on a free account; description writable like the documented parameters.
+
+Three kinds of account: ACCOUNT_PAID (hourly or daily, many tasks), ACCOUNT_FREE_ONE (one daily task),
+ACCOUNT_FREE_NONE (no task). Bodies may be JSON or form-encoded. Every request is recorded (method, path,
+parsed body) so a test can check what was sent, e.g. that hour 0 went as 0.
 """
 import json
 import threading
@@ -22,12 +36,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 RATE_LIMIT = 40  # requests per minute per endpoint, as documented
-EXPIRY_DAYS = 28
+FREE_EXPIRY_DAYS = 28  # four weeks, as documented for free accounts
+ACCOUNT_PAID, ACCOUNT_FREE_ONE, ACCOUNT_FREE_NONE = "paid", "free-one-daily-task", "free-no-task"
+# (how many tasks, hourly allowed, days until a new task expires or None)
+ALLOWANCES = {ACCOUNT_PAID: (20, True, None), ACCOUNT_FREE_ONE: (1, False, FREE_EXPIRY_DAYS),
+              ACCOUNT_FREE_NONE: (0, False, FREE_EXPIRY_DAYS)}
+# Guessed refusal bodies (see the docstring).
+REFUSED_NO_ALLOWANCE = {"detail": "You have reached the maximum number of scheduled tasks for your account."}
+REFUSED_HOURLY = {"detail": "Hourly tasks are only available to paying customers."}
 
 
 class StandInAPI:
-    def __init__(self, username, token, today=None, clock=time.monotonic):
-        self.username, self.token = username, token
+    def __init__(self, username, token, account=ACCOUNT_PAID, today=None, clock=time.monotonic):
+        self.username, self.token, self.account = username, token, account
         self.clock = clock  # seconds; a test may stop it to hold a rate-limit window open
         self.today = today or date.today()
         self.tasks = {}
@@ -47,15 +68,29 @@ class StandInAPI:
         self.server.shutdown()
         self.server.server_close()
 
+    def add_task(self, **fields):
+        """A task made elsewhere (the Tasks page, an older role): stored as the API would hold it."""
+        task = {"id": self.next_id, "description": "", "enabled": True, "hour": None,
+                "expiry": self._new_expiry(), **fields}
+        self.tasks[task["id"]] = task
+        self.next_id = max(self.tasks) + 1
+        return task
+
     # What the documented API does, one method per endpoint and verb.
 
     def task_view(self, task):
         view = dict(task)
-        view["url"] = f"/api/v0/user/{self.username}/schedule/{task['id']}/"
-        view["user"] = self.username
-        view["printable_time"] = (f"{task['hour']:02d}:{task['minute']:02d}" if task["interval"] == "daily"
-                                  else f"{task['minute']:02d} minutes past every hour")
-        view["logfile"] = f"/user/{self.username}/files/var/log/tasklog-{task['id']}.log"
+        base = f"/api/v0/user/{self.username}/schedule/{task['id']}/"
+        hourly_allowed = ALLOWANCES[self.account][1]
+        view.update({
+            "url": base,
+            "user": self.username,
+            "printable_time": (f"{task['hour']:02d}:{task['minute']:02d}" if task["interval"] == "daily"
+                               else f"{task['minute']:02d} minutes past every hour"),
+            "extend_url": f"/user/{self.username}/schedule/task/{task['id']}/extend",
+            "can_enable": task["interval"] == "daily" or hourly_allowed,
+            "logfile": f"/user/{self.username}/files/var/log/tasklog-{task['id']}.log",
+        })
         return view
 
     def validate(self, body, partial):
@@ -99,16 +134,7 @@ class StandInAPI:
             if method == "GET":
                 return 200, [self.task_view(t) for t in self.tasks.values()]
             if method == "POST":
-                task, errors = self.validate(body or {}, partial=False)
-                if task.get("interval") == "daily" and task.get("hour") is None:
-                    errors["hour"] = ["A daily task needs an hour."]
-                if errors:
-                    return 400, errors
-                task = {"id": self.next_id, "description": "", "enabled": True, "hour": None, **task,
-                        "expiry": (self.today + timedelta(days=EXPIRY_DAYS)).isoformat()}
-                self.tasks[task["id"]] = task
-                self.next_id += 1
-                return 201, self.task_view(task)
+                return self._create(body or {})
             return 405, {"detail": f'Method "{method}" not allowed.'}
         task = self.tasks.get(int(parts[5])) if parts[5].isdigit() else None
         if task is None:
@@ -119,12 +145,31 @@ class StandInAPI:
             changes, errors = self.validate(body or {}, partial=method == "PATCH")
             if errors:
                 return 400, errors
+            if changes.get("interval") == "hourly" and not ALLOWANCES[self.account][1]:
+                return 403, REFUSED_HOURLY
             task.update(changes)
             return 200, self.task_view(task)
         if method == "DELETE":
             del self.tasks[task["id"]]
             return 204, None
         return 405, {"detail": f'Method "{method}" not allowed.'}
+
+    def _create(self, body):
+        task, errors = self.validate(body, partial=False)
+        if task.get("interval") == "daily" and task.get("hour") is None:
+            errors["hour"] = ["A daily task needs an hour."]
+        if errors:
+            return 400, errors
+        most, hourly_allowed, _ = ALLOWANCES[self.account]
+        if len(self.tasks) >= most:
+            return 403, REFUSED_NO_ALLOWANCE
+        if task["interval"] == "hourly" and not hourly_allowed:
+            return 403, REFUSED_HOURLY
+        return 201, self.task_view(self.add_task(**task))
+
+    def _new_expiry(self):
+        days = ALLOWANCES[self.account][2]
+        return None if days is None else (self.today + timedelta(days=days)).isoformat()
 
     def _allow(self, endpoint):
         now = self.clock()

@@ -1,22 +1,28 @@
-"""The pythonanywhere scheduler: the real role, run by ansible-playbook (connection local, temp paths),
-against a local STAND-IN of PythonAnywhere's API (tests/pythonanywhere_standin.py), because the real
-API cannot be reached from here. The stand-in follows the documented contract (endpoints, fields,
-status codes, 401 on a bad token, 429 past 40 requests a minute) and records what the role sent.
+"""The pythonanywhere scheduler: the real role, run by ansible-playbook (connection local, temp paths, the
+site's database a migrated SQLite file), against a local STAND-IN of PythonAnywhere's API
+(tests/pythonanywhere_standin.py), because the real API cannot be reached from here. The stand-in plays
+three kinds of account (paid; free with one daily task; free with none) and records what the role sent.
 
-Checked: create, a second run that changes nothing, update on a changed time, hour 0 and minute 0
-sent as the number 0, the token never in the output, delete on state absent, and that nothing
-root-only (packages, logrotate in /etc, runuser) runs in this mode.
+Checked: the role only ever asks for one daily task at a fixed UTC time (never hourly), with hour 0 and
+minute 0 sent as the number 0; a second run changes nothing; a task from before is updated in place; the
+schedule is recorded in the site's database; an account with no task to spare gets a message naming
+`nightly_logout_scheduler: none` and nothing is made; the expiry is reported; the token never shows; state
+absent deletes only the role's task and clears the recorded schedule; nothing root-only runs.
 """
 import getpass
 import json
 import os
+import shutil
 import subprocess
 import urllib.request
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.pythonanywhere_standin import RATE_LIMIT, StandInAPI
+from tests.pythonanywhere_standin import (
+    ACCOUNT_FREE_NONE, ACCOUNT_FREE_ONE, FREE_EXPIRY_DAYS, RATE_LIMIT, StandInAPI,
+)
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 VENV_DIR = REPO_DIR / ".venv"
@@ -24,6 +30,7 @@ TOKEN = "pa-token-3b1f9c27e0d84a5c"
 USERNAME = "lcaimaths"
 ROOT_ONLY_TASKS = ["Install cron and logrotate", "Start the cron daemon", "Add the logrotate entry",
                    "Check that the site user can run the virtualenv's python", "apt"]
+NO_ALLOWANCE = "set nightly_logout_scheduler: none"
 
 
 @pytest.fixture
@@ -32,10 +39,37 @@ def api():
         yield stand_in
 
 
+def stand_in(account):
+    return StandInAPI(USERNAME, TOKEN, account=account)
+
+
+def manage(database_url, *args, check=True):
+    return subprocess.run([VENV_DIR / "bin/python", "manage.py", *args], cwd=REPO_DIR,
+                          env={**os.environ, "DATABASE_URL": database_url},
+                          capture_output=True, text=True, check=check)
+
+
+@pytest.fixture(scope="module")
+def migrated_database(tmp_path_factory):
+    database = tmp_path_factory.mktemp("pa-db") / "db.sqlite3"
+    manage(f"sqlite:///{database}", "migrate", "--noinput", "--verbosity", "0")
+    return database
+
+
 @pytest.fixture
-def site(tmp_path):
+def site(tmp_path, migrated_database):
     (tmp_path / "scripts").mkdir()
+    shutil.copy(migrated_database, tmp_path / "db.sqlite3")
     return tmp_path
+
+
+def database_url(site):
+    return f"sqlite:///{site / 'db.sqlite3'}"
+
+
+def recorded(site):
+    """The schedule in the site's database, as `logout_schedule --show --json` gives it (None: none)."""
+    return json.loads(manage(database_url(site), "logout_schedule", "--show", "--json").stdout)["schedule"]
 
 
 def run_role(site, api, token=TOKEN, **overrides):
@@ -47,6 +81,7 @@ def run_role(site, api, token=TOKEN, **overrides):
         "nightly_logout_user": getpass.getuser(),
         "nightly_logout_script_path": str(site / "scripts/daily_logout.sh"),
         "nightly_logout_log_dir": str(site / "logs"),
+        "nightly_logout_environment": {"DATABASE_URL": database_url(site)},
         "nightly_logout_pythonanywhere_username": USERNAME,
         "nightly_logout_pythonanywhere_token": token,
         "nightly_logout_pythonanywhere_api_url": api.url,
@@ -65,7 +100,7 @@ def run_role(site, api, token=TOKEN, **overrides):
     )
     output = result.stdout + result.stderr
     assert not token or token not in output, "the token leaked into the output"
-    return result.returncode, output
+    return result.returncode, " ".join(output.split())
 
 
 def writes(api, since=0):
@@ -76,21 +111,25 @@ def recap_changed(output):
     return int(output.split("changed=")[-1].split()[0])
 
 
-def test_create_then_nothing_then_update_then_delete(site, api):
-    wanted_command = f"{site}/scripts/daily_logout.sh >> {site}/logs/daily_logout.log 2>&1"
-    # Dublin's 02:00 is 01:00 UTC in summer, 02:00 in winter: hourly at minute 0, the guard picks the hour.
+def wanted_command(site):
+    return f"{site}/scripts/daily_logout.sh >> {site}/logs/daily_logout.log 2>&1"
+
+
+def test_paid_account_one_daily_task_then_nothing_then_update_then_delete(site, api):
+    # Dublin's 02:00 is 01:00 UTC in summer, 02:00 in winter: one daily task at 02:00 UTC, after both.
     code, output = run_role(site, api, nightly_logout_timezone="Europe/Dublin")
     assert code == 0, output
     [(method, _, body)] = writes(api)
     assert method == "POST"
-    assert body["command"] == wanted_command and body["interval"] == "hourly"
-    assert body["minute"] == 0 and type(body["minute"]) is int and "hour" not in body
+    assert body["command"] == wanted_command(site) and body["interval"] == "daily"
+    assert (body["hour"], body["minute"]) == (2, 0) and type(body["minute"]) is int and type(body["hour"]) is int
     [task] = api.tasks.values()
-    assert f"Warning: PythonAnywhere scheduled task {task['id']}" in output
-    assert f"expires on {task['expiry']}" in output
+    assert f"Warning: PythonAnywhere scheduled task {task['id']} (02:00, daily, UTC) has no expiry date" in output
     wrapper = (site / "scripts/daily_logout.sh").read_text()
-    assert "--due-at 02:00 --timezone Europe/Dublin" in wrapper
-    assert (site / "logs").is_dir()
+    assert "--scheduled" in wrapper and "--due-at" not in wrapper
+    schedule = recorded(site)
+    assert (schedule["timezone"], schedule["scheduler"]) == ("Europe/Dublin", "pythonanywhere"), schedule
+    assert "02:00" in json.dumps(schedule), schedule
     for name in ROOT_ONLY_TASKS:
         assert f"[nightly_logout : {name}" not in output, f"a root-only task ran: {name}"
 
@@ -104,22 +143,89 @@ def test_create_then_nothing_then_update_then_delete(site, api):
     assert code == 0, output
     [(method, path, body)] = writes(api, seen)
     assert (method, path) == ("PATCH", f"/api/v0/user/{USERNAME}/schedule/{task['id']}/")
-    assert body["interval"] == "daily"
-    assert body["hour"] == 0 and type(body["hour"]) is int and body["minute"] == 0
+    assert body["interval"] == "daily" and body["hour"] == 0 and type(body["hour"]) is int and body["minute"] == 0
     assert api.tasks[task["id"]]["hour"] == 0 and len(api.tasks) == 1
+    assert "00:00" in json.dumps(recorded(site))
 
-    seen = len(api.requests)
-    code, output = run_role(site, api, nightly_logout_hour=5, nightly_logout_minute=0)
-    assert code == 0, output
-    [(method, _, body)] = writes(api, seen)
-    assert method == "PATCH" and body["hour"] == 5 and api.tasks[task["id"]]["hour"] == 5
-
-    api.tasks[99] = {"id": 99, "command": "python3 other.py", "description": "", "enabled": True,
-                     "interval": "daily", "hour": 3, "minute": 0, "expiry": "2030-01-01"}
+    api.add_task(command="python3 other.py", interval="daily", hour=3, minute=0)
     code, output = run_role(site, api, nightly_logout_state="absent")
     assert code == 0, output
-    assert list(api.tasks) == [99], "only the task running the wrapper goes"
+    assert [t["command"] for t in api.tasks.values()] == ["python3 other.py"], "only the wrapper's task goes"
     assert not (site / "scripts/daily_logout.sh").exists()
+    assert recorded(site) is None
+
+
+@pytest.mark.parametrize("zone, hour, utc", [
+    ("Europe/Helsinki", 2, (0, 0)),  # 23:00 UTC in summer, 00:00 in winter: after both is 00:00
+    ("America/New_York", 20, (1, 0)),  # 00:00 UTC in summer, 01:00 in winter
+    ("Asia/Kolkata", 2, (20, 30)),  # no DST: the one UTC time
+], ids=["helsinki", "new-york", "kolkata"])
+def test_the_daily_time_is_after_every_utc_time_the_local_time_can_be(site, api, zone, hour, utc):
+    code, output = run_role(site, api, nightly_logout_timezone=zone, nightly_logout_hour=hour)
+    assert code == 0, output
+    [(_, _, body)] = writes(api)
+    assert (body["interval"], body["hour"], body["minute"]) == ("daily", *utc)
+
+
+def test_an_hourly_task_from_before_becomes_daily(site, api):
+    old = api.add_task(command=wanted_command(site), interval="hourly", minute=0)
+    code, output = run_role(site, api, nightly_logout_timezone="Europe/Dublin")
+    assert code == 0, output
+    [(method, path, body)] = writes(api)
+    assert (method, path) == ("PATCH", f"/api/v0/user/{USERNAME}/schedule/{old['id']}/")
+    assert (body["interval"], body["hour"]) == ("daily", 2)
+    assert list(api.tasks) == [old["id"]] and api.tasks[old["id"]]["interval"] == "daily"
+
+
+def test_free_account_with_one_daily_task_gets_it_and_its_expiry(site):
+    with stand_in(ACCOUNT_FREE_ONE) as api:
+        code, output = run_role(site, api, nightly_logout_hour=3, nightly_logout_minute=15)
+        assert code == 0, output
+        [(method, _, body)] = writes(api)
+        [task] = api.tasks.values()
+    assert method == "POST" and (body["interval"], body["hour"], body["minute"]) == ("daily", 3, 15)
+    expiry = (date.today() + timedelta(days=FREE_EXPIRY_DAYS)).isoformat()
+    assert task["expiry"] == expiry
+    assert f"scheduled task {task['id']} (03:15, daily, UTC) expires on {expiry}" in output
+    assert "four weeks at a time" in output
+    assert recorded(site)["scheduler"] == "pythonanywhere"
+
+
+def assert_nothing_made(site, api, tasks_before):
+    assert not (site / "scripts/daily_logout.sh").exists(), "the wrapper was installed"
+    assert not (site / "logs").exists(), "the log folder was made"
+    assert recorded(site) is None, "the schedule was recorded"
+    assert api.tasks == tasks_before
+
+
+def test_free_account_with_no_task_is_told_to_use_scheduler_none(site):
+    with stand_in(ACCOUNT_FREE_NONE) as api:
+        code, output = run_role(site, api, nightly_logout_timezone="Europe/Dublin")
+        assert code != 0
+        [(method, _, body)] = writes(api)
+        assert method == "POST" and body["interval"] == "daily"
+        assert "PythonAnywhere refused to create the scheduled task for lcaimaths (HTTP 403" in output, output
+        assert NO_ALLOWANCE in output and "Nothing was changed" in output
+        assert_nothing_made(site, api, {})
+
+
+def test_free_account_whose_one_task_is_taken_is_told_to_use_scheduler_none(site):
+    with stand_in(ACCOUNT_FREE_ONE) as api:
+        other = api.add_task(command="python3 backup.py", interval="daily", hour=4, minute=0)
+        before = {task_id: dict(task) for task_id, task in api.tasks.items()}
+        code, output = run_role(site, api)
+        assert code != 0 and NO_ALLOWANCE in output, output
+        assert [method for method, _, _ in writes(api)] == ["POST"], "the other task was touched"
+        assert_nothing_made(site, api, before)
+        assert api.tasks[other["id"]]["command"] == "python3 backup.py"
+
+
+def test_an_unmigrated_database_stops_the_role_before_any_change(site, api):
+    (site / "db.sqlite3").unlink()
+    code, output = run_role(site, api)
+    assert code != 0
+    assert f"run `manage.py migrate` in {REPO_DIR}" in output, output
+    assert api.requests == [] and not (site / "scripts/daily_logout.sh").exists()
 
 
 def test_a_refused_token_fails_with_a_clear_message(site, api):
@@ -153,28 +259,6 @@ def use_up_the_minute(api):
 def test_settings_this_backend_cannot_honour_fail_before_any_change(site, api, overrides, message):
     token = overrides.pop("nightly_logout_pythonanywhere_token", TOKEN)
     code, output = run_role(site, api, token=token, **overrides)
-    assert code != 0 and message in " ".join(output.split()), output
+    assert code != 0 and message in output, output
     assert api.requests == [] and not (site / "scripts/daily_logout.sh").exists()
 
-
-def test_the_stand_in_answers_like_the_documented_api(api):
-    """The stand-in itself: status codes the role relies on."""
-    def call(method, path, body=None, token=TOKEN):
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{api.url}{path}", data=data, method=method,
-                                         headers={"Authorization": f"Token {token}",
-                                                  "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request) as response:
-                return response.status
-        except urllib.error.HTTPError as error:
-            return error.code
-
-    base = f"/api/v0/user/{USERNAME}/schedule/"
-    assert call("GET", base, token="nope") == 401
-    assert call("GET", "/api/v0/user/someone_else/schedule/") == 403
-    assert call("POST", base, {"command": "x", "interval": "daily", "minute": 0}) == 400  # no hour
-    assert call("POST", base, {"command": "x", "interval": "daily", "hour": 0, "minute": 0}) == 201
-    assert call("PATCH", f"{base}1/", {"hour": 24}) == 400
-    assert call("GET", f"{base}2/") == 404
-    assert call("DELETE", f"{base}1/") == 204

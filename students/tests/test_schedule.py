@@ -185,13 +185,23 @@ def run_at(monkeypatch, instant, *args):
     return out.getvalue()
 
 
+def skipped_at(monkeypatch, instant, *args):
+    """A run the guard turns away: its reason on stdout, exit status 3 (EXIT_NOT_DUE)."""
+    out = StringIO()
+    with monkeypatch.context() as pinned, pytest.raises(SystemExit) as exited:
+        pinned.setattr("django.utils.timezone.now", lambda: instant)
+        call_command("logout_all_users", *args, stdout=out)
+    assert exited.value.code == 3
+    return out.getvalue()
+
+
 @pytest.mark.django_db
 def test_the_command_runs_once_across_the_spring_gap(users, monkeypatch):
     guard = ("--due-at", "01:30", "--timezone", "Europe/Dublin")
     browser = login("alice")
     # Host in UTC, cron at 00:30, 01:00 and 01:30 UTC on 2027-03-28 (the gap day). (The pinned clock
     # is months ahead, so the purge counts today's session as expired: deleted all the same.)
-    out = run_at(monkeypatch, datetime(2027, 3, 28, 0, 30, tzinfo=UTC), *guard)
+    out = skipped_at(monkeypatch, datetime(2027, 3, 28, 0, 30, tzinfo=UTC), *guard)
     assert out.strip() == ("Not due: it is 2027-03-28 00:30 GMT in Europe/Dublin; today's logout is due at "
                            "2027-03-28 02:00 IST")
     assert is_signed_in(browser, "alice") and not LogoutRun.objects.exists()
@@ -201,7 +211,7 @@ def test_the_command_runs_once_across_the_spring_gap(users, monkeypatch):
     assert not Session.objects.exists() and not is_signed_in(browser, "alice")
     Client().get("/accounts/login/")  # a fresh anonymous session the next run must leave alone
     sessions = Session.objects.count()
-    out = run_at(monkeypatch, datetime(2027, 3, 28, 1, 30, tzinfo=UTC), *guard)
+    out = skipped_at(monkeypatch, datetime(2027, 3, 28, 1, 30, tzinfo=UTC), *guard)
     assert out.startswith("Already logged out today at 2027-03-28 02:00 IST (Europe/Dublin) by host ")
     assert LogoutRun.objects.count() == 1 and Session.objects.count() == sessions
 
@@ -213,7 +223,7 @@ def test_a_failed_run_does_not_count_and_json_says_not_due(users, monkeypatch):
     out = run_at(monkeypatch, datetime(2027, 6, 1, 1, 5, tzinfo=UTC), "--due-at", "02:00",
                  "--timezone", "Europe/Dublin", "--json")
     assert json.loads(out)["outcome"] == "success"
-    out = run_at(monkeypatch, datetime(2027, 6, 1, 2, 0, tzinfo=UTC), "--due-at", "02:00",
+    out = skipped_at(monkeypatch, datetime(2027, 6, 1, 2, 0, tzinfo=UTC), "--due-at", "02:00",
                  "--timezone", "Europe/Dublin", "--json")
     assert json.loads(out) == {"due": False, "message": "Already logged out today at 2027-06-01 02:05 IST "
                                f"(Europe/Dublin) by host {LogoutRun.objects.first().host}"}

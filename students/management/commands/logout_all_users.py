@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, ProgrammingError
 from django.utils import timezone
 
+from students import clock
 from students.engines import UnsupportedEngine
 from students.lock import LockHeld, LockLost
 from students.logout import logout_all_users
@@ -15,6 +16,7 @@ from students.schedule import LastRun, NotDue, ScheduleError, decide, parse_due_
 from students.selection import UnknownUsers
 
 EXIT_LOCK_HELD = 75  # EX_TEMPFAIL: another host is doing the job right now
+EXIT_NOT_DUE = 3  # a scheduled run skipped: not due yet, or already done
 
 
 def _one_line(exc):
@@ -48,11 +50,18 @@ class Command(BaseCommand):
         parser.add_argument("--due-at", metavar="HH:MM",
                             help="For schedulers: run only if the local time in --timezone is at or after HH:MM "
                                  "and no successful run happened since today's HH:MM there (once per local day, "
-                                 "across daylight-saving changes); otherwise print why and exit 0.")
+                                 "across daylight-saving changes); otherwise print why and exit 3.")
         parser.add_argument("--timezone", metavar="ZONE", help="IANA time zone of --due-at, e.g. Europe/Dublin.")
+        parser.add_argument("--scheduled", action="store_true",
+                            help="For schedulers: stand for the latest scheduled time that has passed (from "
+                                 "`logout_schedule --set`): delete only sessions that began before it, make it "
+                                 "the cutoff, and exit 3 if a successful run already stands for it.")
 
     def handle(self, *args, **options):
-        guard = self._due_guard(options["due_at"], options["timezone"])
+        if options["scheduled"] and (options["due_at"] or options["timezone"]):
+            raise CommandError("--scheduled reads the recorded schedule: give it without --due-at/--timezone",
+                               returncode=2)
+        guard = self._scheduled_guard if options["scheduled"] else self._due_guard(options["due_at"], options["timezone"])
         try:
             summary = logout_all_users(
                 dry_run=options["dry_run"], exclude_usernames=options["exclude_user"],
@@ -60,10 +69,10 @@ class Command(BaseCommand):
             )
         except NotDue as exc:
             self.stdout.write(json.dumps({"due": False, "message": str(exc)}) if options["json"] else str(exc))
-            return
+            raise SystemExit(EXIT_NOT_DUE)
         except LockHeld as exc:
             raise CommandError(f"Another logout run holds the lock ({exc})", returncode=EXIT_LOCK_HELD)
-        except (UnknownUsers, UnsupportedEngine, LockLost, ImproperlyConfigured) as exc:
+        except (UnknownUsers, UnsupportedEngine, LockLost, ImproperlyConfigured, clock.NoSchedule) as exc:
             raise CommandError(_one_line(exc))
         except DatabaseError as exc:
             unmigrated = isinstance(exc, ProgrammingError) or "no such table" in str(exc)
@@ -78,6 +87,11 @@ class Command(BaseCommand):
             self._report_dry_run(summary, options["verbosity"])
         else:
             self._report_run(summary, options["verbosity"])
+
+    @staticmethod
+    def _scheduled_guard():
+        """The instant this run stands for (students.clock.due_instant), read under the cluster lock."""
+        return clock.due_instant(timezone.now())
 
     @staticmethod
     def _due_guard(due_at, zone_name):
@@ -109,7 +123,10 @@ class Command(BaseCommand):
         self.stdout.write(f"Expired sessions: {c.expired}")
         if summary.kept_usernames or summary.keep_staff:
             self.stdout.write(f"Would keep {c.kept} session(s) ({self._who(summary)})")
-        self.stdout.write(f"Would log out all users by deleting {live - c.kept} session(s)")
+        if summary.stands_for:
+            self.stdout.write(f"Would spare {c.spared} session(s) that began after {summary.stands_for}, "
+                              "the scheduled time this run stands for")
+        self.stdout.write(f"Would log out all users by deleting {live - c.kept - c.spared} session(s)")
         self.stdout.write(f"Would also clean up {c.expired} expired session(s)")
         if c.note:
             self.stdout.write(self.style.WARNING(c.note))
@@ -121,12 +138,15 @@ class Command(BaseCommand):
         self.stdout.write(f"Also cleaned up {c.deleted_expired} expired session(s)")
         if summary.kept_usernames or summary.keep_staff:
             self.stdout.write(f"Kept {c.kept} session(s) ({self._who(summary)})")
+        if summary.stands_for:
+            self.stdout.write(f"Spared {c.spared} session(s) that began after {summary.stands_for}, "
+                              "the scheduled time this run stands for")
         if c.note:
             self.stdout.write(self.style.WARNING(c.note))
         if verbosity >= 2:
             self.stdout.write(f"Session engine: {summary.engine} ({summary.engine_path})")
             self.stdout.write(f"Run {summary.run_id} on {summary.host}: {summary.seconds:.2f}s; "
-                              f"logout cutoff {summary.started_at}")
+                              f"logout cutoff {summary.stands_for or summary.started_at}")
 
     @staticmethod
     def _who(summary):
