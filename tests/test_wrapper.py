@@ -19,13 +19,14 @@ import pytest
 REPO_DIR = Path(__file__).resolve().parent.parent
 VENV_DIR = REPO_DIR / ".venv"
 TEMPLATE = REPO_DIR / "ansible/roles/nightly_logout/templates/daily_logout.sh.j2"
+PING_CONFIG_TEMPLATE = REPO_DIR / "ansible/roles/nightly_logout/templates/daily_logout_ping.curl.j2"
 TIMESTAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d"
 # A folder name that only survives correct shell quoting of the rendered values.
 AWKWARD_NAME = "it's \"$HOME\" `id` db"
 
 
 def render_wrapper(workdir: Path, **overrides) -> Path:
-    """Render the template with the ansible.builtin.template module, as the role does."""
+    """Render the wrapper (and, with a ping URL, its curl config) with real Ansible, as the role does."""
     variables = {
         "nightly_logout_project_dir": str(REPO_DIR),
         "nightly_logout_venv_dir": str(VENV_DIR),
@@ -39,23 +40,37 @@ def render_wrapper(workdir: Path, **overrides) -> Path:
         "nightly_logout_mail_on_failure": False,
         "nightly_logout_mail_to": "root",
         "nightly_logout_mail_subject": "LCAI Maths: Daily logout failed",
+        "nightly_logout_ping_url": "",
+        "nightly_logout_ping_config_path": str(workdir / "logs" / ".daily_logout_ping.curl"),
+        "nightly_logout_ping_body": True,
+        "nightly_logout_ping_timeout": 10,
+        "nightly_logout_ping_retries": 2,
+        "nightly_logout_textfile_dir": "",
     }
     variables.update(overrides)
     (workdir / "logs").mkdir(exist_ok=True)
+    script = Path(variables["nightly_logout_script_path"])
+    render_template(workdir, TEMPLATE, script, variables)
+    if variables["nightly_logout_ping_url"]:
+        ping_config = Path(variables["nightly_logout_ping_config_path"])
+        render_template(workdir, PING_CONFIG_TEMPLATE, ping_config, variables, mode="0600")
+    return script
+
+
+def render_template(workdir: Path, template: Path, dest: Path, variables: dict, mode: str = "0750") -> None:
+    """Render one of the role's templates with the ansible.builtin.template module, as the role does."""
     vars_file = workdir / "wrapper-vars.json"
     vars_file.write_text(json.dumps(variables))
-    script = Path(variables["nightly_logout_script_path"])
     subprocess.run(
         [
             VENV_DIR / "bin/ansible", "localhost", "--connection", "local",
             "--module-name", "ansible.builtin.template",
-            "--args", json.dumps({"src": str(TEMPLATE), "dest": str(script), "mode": "0750"}),
+            "--args", json.dumps({"src": str(template), "dest": str(dest), "mode": mode}),
             "--extra-vars", f"@{vars_file}",
         ],
         cwd=workdir, check=True, capture_output=True, text=True,
         env={**os.environ, "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"},
     )
-    return script
 
 
 def run_as_cron(script: Path, log: Path) -> int:
@@ -85,6 +100,12 @@ for name in ("alice", "bob"):
     session["_auth_user_hash"] = user.get_session_auth_hash()
     session.create()
 """
+RECORDED_TWO_DAYS_AGO = """
+from datetime import timedelta
+from django.utils import timezone
+from students.models import LogoutSchedule
+LogoutSchedule.objects.update(recorded_at=timezone.now() - timedelta(days=2))
+"""
 COUNT_SESSIONS = "from django.contrib.sessions.models import Session; print(Session.objects.count())"
 
 
@@ -105,6 +126,10 @@ def site(tmp_path, migrated_database):
     shutil.copy(migrated_database, database)
     database_url = f"sqlite:///{database}"
     manage(database_url, "shell", "--command", CREATE_SESSIONS)
+    # The role records the schedule the wrapper's `--scheduled` run stands for. Recorded two days ago, so
+    # a scheduled time has passed since (02:00 UTC); these sessions carry no login time: older than it.
+    manage(database_url, "logout_schedule", "--set", "02:00", "--timezone", "UTC")
+    manage(database_url, "shell", "--command", RECORDED_TWO_DAYS_AGO)
     return database_url
 
 
@@ -133,6 +158,11 @@ def test_rendered_wrapper_starts_with_the_shebang_and_the_managed_comment(tmp_pa
             "nightly_logout_exclude_users": ["admin", "o'neil"],
             "nightly_logout_environment": {"DATABASE_URL": "postgres://u:p@db:5432/lcstats", "CACHE_URL": "redis://r:6379/0"},
             "nightly_logout_mail_on_failure": True,
+            "nightly_logout_timezone": "Europe/Dublin",
+            "nightly_logout_due_at": "02:00",
+            "nightly_logout_ping_url": "https://hc-ping.com/0f6bd5a2-5d2f-4f5e-9d0e-6b4f3c1f7a21",
+            "nightly_logout_ping_body": False,
+            "nightly_logout_textfile_dir": "/var/lib/prometheus/node-exporter",
         },
     ],
     ids=["defaults", "every-option"],
@@ -185,6 +215,26 @@ def test_a_failing_command_logs_its_exit_code_and_the_wrapper_returns_it(tmp_pat
     assert re.fullmatch(rf"{TIMESTAMP}: Daily logout failed with exit code 1", lines[-1]), lines
     assert not any("completed successfully" in line for line in lines)
     assert session_count(site) == 2
+
+
+def test_a_scheduled_run_the_command_skips_logs_its_reason_and_exits_0(tmp_path, site):
+    log = tmp_path / "logs" / "daily_logout.log"
+    # Due at midnight UTC: the first run of the day goes through, the next one is "already done" (exit 3).
+    script = render_wrapper(
+        tmp_path, nightly_logout_environment={"DATABASE_URL": site},
+        nightly_logout_timezone="UTC", nightly_logout_due_at="00:00",
+    )
+    assert run_as_cron(script, log) == 0
+    assert session_count(site) == 0
+    manage(site, "shell", "--command", CREATE_SESSIONS.replace('"alice", "bob"', '"carol",'))
+
+    assert run_as_cron(script, log) == 0
+
+    lines = log_lines(log)
+    assert re.fullmatch(rf"{TIMESTAMP}: Daily logout skipped: Already logged out today at .* by host .*", lines[-1]), lines
+    assert lines[-2] == lines[-1].split("skipped: ", 1)[1]  # the command's own line, just before
+    assert len([line for line in lines if line.endswith("Daily logout completed successfully")]) == 1  # the first run
+    assert session_count(site) == 1
 
 
 def test_a_run_that_finds_the_lock_held_skips_with_76(tmp_path, site):
