@@ -109,7 +109,7 @@ build_rootfs() {
 # build_image NAME MIRROR: build localhost/nightly-logout-target:NAME unless it is up to date.
 build_image() {
   local name="$1" mirror="$2" start=${SECONDS}
-  local image="${IMAGE_REPO}:${name}" suite="${name%%-*}" packages=() command hash work_dir
+  local image="${IMAGE_REPO}:${name}" suite="${name%%-*}" packages=() command hash work_dir previous
   if [[ " ${SUITES[*]} " != *" ${suite} "* ]]; then
     die "unknown image '${name}': names are <suite>, <suite>-bare or <suite>-systemd, suites: ${SUITES[*]}"
   fi
@@ -141,12 +141,17 @@ build_image() {
   mkdir -p "${work_dir}"
   build_rootfs "${suite}" "${mirror}" "${work_dir}/rootfs" "${work_dir}" "${packages[@]}"
 
+  previous="$(podman image inspect --format '{{.Id}}' "${image}" 2>/dev/null || true)"
   log "podman import"
   tar -C "${work_dir}/rootfs" -c . | podman import \
     --change "LABEL ${LABEL}=${hash}" \
     --change "CMD ${command}" \
     --quiet - "${image}" >/dev/null
   rm -rf "${work_dir}/rootfs"
+  # The image this one replaces, now untagged, unless a container still uses it.
+  if [[ -n ${previous} ]]; then
+    podman image rm "${previous}" >/dev/null 2>&1 || true
+  fi
   log "built ${image} in $((SECONDS - start))s"
 }
 

@@ -19,6 +19,8 @@ main() {
   local image="localhost/nightly-logout-target:${name}"
   local cache="${REPO_DIR}/build/pip-cache/${name}"
   mkdir -p "${cache}"
+  # A container left by an interrupted run would block the name.
+  podman rm --force --ignore "nightly-logout-django-${name}" >/dev/null
   podman run --rm --init --network=host \
     --name "nightly-logout-django-${name}" \
     --volume=/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
