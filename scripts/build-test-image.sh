@@ -28,7 +28,7 @@ set -euo pipefail
 
 readonly IMAGE_REPO="localhost/nightly-logout-target"
 # What the scenarios use (molecule/*/molecule.yml): the default when no name is given.
-readonly ALL_TARGETS=(bookworm trixie bookworm-bare trixie-bare bookworm-systemd)
+readonly ALL_TARGETS=(bookworm trixie bookworm-bare trixie-bare bookworm-systemd trixie-systemd)
 readonly SUITES=(bookworm trixie)
 readonly CRON_TARGET_PACKAGES=(
   python3 python3-apt python3-venv acl sudo ca-certificates
