@@ -12,6 +12,13 @@ errors for requests that overlapped the purge and for the idle phase before it.
 
 A redirect to the login page after the purge is the purge working, not an error: the client logs in
 again. Errors are: connection failures, timeouts, 4xx/5xx, or a login that does not sign in.
+
+With --schedule it runs no purge; it measures page views in three phases of --phase-seconds each on
+one server: no schedule recorded; a recorded schedule whose clock cutoff is in force (every signed-in
+request compares against it); and `--scheduler none`, the site cleaning session storage itself,
+with its interval shortened to --cleanup-every seconds so turns really happen while it is measured.
+
+    .venv/bin/python benchmarks/bench_site_up.py --schedule -n 100000 --phase-seconds 30 --doc docs/benchmarks.md
 """
 import argparse
 import contextlib
@@ -166,6 +173,55 @@ def wait_for_site(port, proc, deadline=60):
     raise RuntimeError(f"the site did not answer on 127.0.0.1:{port} within {deadline} s")
 
 
+# The site for --schedule: runserver with students.cleanup's interval (and its per-process check)
+# shortened, so the cleanup's turns fall inside the measured phase.
+SERVER_WITH_SHORT_CLEANUP = (
+    "import sys, datetime, django; django.setup(); import students.cleanup as c; "
+    "c.CLEANUP_INTERVAL = datetime.timedelta(seconds=float(sys.argv[1])); c.CHECK_SECONDS = float(sys.argv[1]) / 2; "
+    "from django.core.management import call_command; call_command('runserver', '--noreload', sys.argv[2])"
+)
+
+
+def schedule_phases(args, port, rows, lock_rows):
+    """Record each phase's schedule from this process, wait until the site's cache has it, measure.
+    Returns [(label, rows of that phase, note)]."""
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from students.cleanup import last_cleanup
+    from students.models import LogoutSchedule
+
+    def in_force_since_yesterday(scheduler):
+        hh_mm = f"{timezone.now() - dt.timedelta(hours=1):%H:%M}"  # passed an hour ago: in force
+        call_command("logout_schedule", "--set", hh_mm, "--timezone", "UTC", "--scheduler", scheduler,
+                     "--keep-staff", stdout=open(os.devnull, "w"))
+        LogoutSchedule.objects.update(recorded_at=timezone.now() - dt.timedelta(days=1))
+
+    phases = [("no schedule", lambda: call_command("logout_schedule", "--clear", stdout=open(os.devnull, "w"))),
+              ("schedule, cutoff in force", lambda: in_force_since_yesterday("cron")),
+              ("scheduler none, site cleanup on", lambda: in_force_since_yesterday("none"))]
+    results = []
+    for label, setup in phases * args.rounds:  # interleaved, so a drift in the machine's load hits all
+        setup()
+        time.sleep(6)  # the site's cached view of the schedule is at most 5 s old (students.cutoff)
+        before = bench.count_sessions()
+        start = time.monotonic()
+        time.sleep(args.phase_seconds)
+        end = time.monotonic()
+        with lock_rows:
+            chosen = [r for r in rows if r[1] >= start and r[2] <= end]
+        after = bench.count_sessions()
+        note = f"sessions {before:,} -> {after:,}"
+        if "cleanup" in label:
+            note += f"; last cleanup {last_cleanup():%H:%M:%S}" if last_cleanup() else "; no cleanup ran"
+        results.append((label, chosen, note))
+    merged = {}
+    for label, chosen, note in results:
+        rows_so_far, notes = merged.get(label, ([], []))
+        merged[label] = (rows_so_far + chosen, notes + [note])
+    return [(label, chosen, "; ".join(notes)) for label, (chosen, notes) in merged.items()]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-n", type=int, default=1_000_000, help="sessions to fill (default 1000000)")
@@ -176,6 +232,12 @@ def main():
     p.add_argument("--after-seconds", type=float, default=5, help="load after the purge ends")
     p.add_argument("--max-seconds", type=float, default=600, help="hard stop for the whole load phase")
     p.add_argument("--doc", help="write the result into this markdown file (e.g. docs/benchmarks.md)")
+    p.add_argument("--schedule", action="store_true",
+                   help="no purge: page views without a schedule, with one, and with the no-scheduler cleanup")
+    p.add_argument("--phase-seconds", type=float, default=30, help="with --schedule: length of each phase")
+    p.add_argument("--rounds", type=int, default=3, help="with --schedule: times the three phases are repeated")
+    p.add_argument("--cleanup-every", type=float, default=2,
+                   help="with --schedule: the cleanup interval in the last phase, in seconds (real: 600)")
     args = p.parse_args()
     if not 1 <= args.threads <= MAX_THREADS or args.n < 1:
         p.error(f"--threads must be 1..{MAX_THREADS} and -n >= 1")
@@ -199,8 +261,11 @@ def main():
         students = [f"student{i:07d}" for i in range(args.threads)]
 
         port = servers.free_port()
-        server = subprocess.Popen([sys.executable, str(bench.REPO / "manage.py"), "runserver", "--noreload",
-                                   f"127.0.0.1:{port}"], env=os.environ.copy(),
+        if args.schedule:
+            site = [sys.executable, "-c", SERVER_WITH_SHORT_CLEANUP, str(args.cleanup_every), f"127.0.0.1:{port}"]
+        else:
+            site = [sys.executable, str(bench.REPO / "manage.py"), "runserver", "--noreload", f"127.0.0.1:{port}"]
+        server = subprocess.Popen(site, env=os.environ.copy(), cwd=bench.REPO,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         stack.callback(lambda: (server.terminate(), server.wait(timeout=10)))
         wait_for_site(port, server)
@@ -220,6 +285,12 @@ def main():
                                           stop, record, relogins)) for name in students]
         for t in threads:
             t.start()
+        if args.schedule:
+            phases = schedule_phases(args, port, rows, lock)
+            stop.set()
+            for t in threads:
+                t.join(TIMEOUT + 5)
+            return report_schedule(args, command, info, phases, rows, relogins)
         stop.wait(args.idle_seconds)
         purge_start = time.monotonic()
         purge = subprocess.run([sys.executable, str(bench.REPO / "manage.py"), "logout_all_users"],
@@ -264,6 +335,32 @@ def main():
     print(text)
     if args.doc:
         bench.write_doc(args.doc, "site-up", text)
+
+
+def report_schedule(args, command, info, phases, rows, relogins):
+    lines = [
+        f"Run {dt.datetime.now().astimezone().isoformat(timespec='seconds')} on {bench.machine()}; "
+        + ", ".join(f"{k} {v}" for k, v in info.items()) + ".",
+        "",
+        f"N = {args.n:,} sessions on PostgreSQL (db engine, locmem cache), no purge. {args.threads} client "
+        f"threads against runserver on loopback, {args.think * 1000:.0f} ms think time, {args.views_per_login} "
+        f"page views per login; {args.rounds} rounds of the three phases, {args.phase_seconds:.0f} s each, measured after the site's cached view of "
+        f"the schedule had been refreshed. In the last phase the cleanup interval was {args.cleanup_every:g} s "
+        "instead of 600 s (each turn deletes up to 2,000 expired or cut-off sessions), so its turns really "
+        f"fall inside the measurement; {len(relogins)} page view(s) found the client logged out.",
+        "",
+        "| phase | requests | count | p50 | p99 | max | errors |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, chosen, _ in phases:
+        lines += [line for line in summarise(chosen, label) if "| page view |" in line or "| all requests |" in line]
+    lines += ["", *(f"- {label}: {note}" for label, _, note in phases), "",
+              "Errors seen: " + (", ".join(sorted({r[3] for r in rows if r[3]})) or "none") + ".",
+              "", "Reproduce:", "", "```", command, "```"]
+    text = "\n".join(lines)
+    print(text)
+    if args.doc:
+        bench.write_doc(args.doc, "site-up-schedule", text)
 
 
 if __name__ == "__main__":

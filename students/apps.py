@@ -7,7 +7,10 @@ class StudentsConfig(AppConfig):
 
     def ready(self):
         from django.contrib.auth.signals import user_logged_in
+        from django.core.signals import request_finished
 
+        from students.cleanup import run_if_due
         from students.cutoff import remember_login_time
 
         user_logged_in.connect(remember_login_time, dispatch_uid="students.remember_login_time")
+        request_finished.connect(run_if_due, dispatch_uid="students.cleanup")

@@ -256,7 +256,8 @@ def record_schedule(main, also=(), *, zone_name, scheduler="cron", keep_staff=Fa
             return False, _schedule_from(_as_cache_value(row))
         now = timezone.now()
         previous = _previous(_schedule_from(_as_cache_value(row)) if row else None, now)
-        new = LogoutSchedule(pk=1, recorded_at=now, previous_cutoffs=[_cutoff_to(c) for c in previous], **wanted)
+        new = LogoutSchedule(pk=1, recorded_at=now, previous_cutoffs=[_cutoff_to(c) for c in previous],
+                             last_cleanup_at=row.last_cleanup_at if row else None, **wanted)
         if not check:
             new.save()
     if not check:

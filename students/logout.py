@@ -1,8 +1,8 @@
 """Log every user out: the one entry point the command, the tests and the benchmarks call.
 
 A real run takes the cluster-wide lock, records a LogoutRun (its start, or for a scheduled run
-the instant it stands for, is the new logout cutoff), purges the configured session engine, then records the outcome and logs one line to
-the "students.logout" logger. A dry run only counts: no lock, no record, no change.
+the instant it stands for, is the new logout cutoff), purges the configured session engine, then
+records the outcome and logs one line to the "students.logout" logger. A dry run only counts: no lock, no record, no change.
 """
 import logging
 import socket
@@ -88,8 +88,8 @@ def logout_all_users(*, dry_run=False, exclude_usernames=(), keep_staff=False,
         )
         stands_for = guard() if guard is not None else None
         run = LogoutRun.objects.create(
-            started_at=timezone.now(), stands_for=stands_for, host=host, engine=engine.path, keep_staff=keep_staff,
-            kept_usernames=list(keep.usernames), kept_user_ids=keep.kept_ids,
+            started_at=timezone.now(), stands_for=stands_for, host=host, engine=engine.path,
+            keep_staff=keep_staff, kept_usernames=list(keep.usernames), kept_user_ids=keep.kept_ids,
         )
         summary.run_id, summary.started_at = run.pk, run.started_at.isoformat()
         summary.stands_for = stands_for and stands_for.isoformat()

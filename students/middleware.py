@@ -1,6 +1,7 @@
 from django.contrib.auth import logout
 from django.utils import timezone
 
+from students import cleanup
 from students.clock import cutoffs_in_force
 
 
@@ -10,7 +11,8 @@ class LogoutCutoffMiddleware:
 
     Goes after AuthenticationMiddleware. Cost: nothing for anonymous requests; for an
     authenticated request one cache round trip (see students.clock.cutoffs_in_force), a
-    comparison or two and a dict lookup in the already-loaded session.
+    comparison or two and a dict lookup in the already-loaded session (students.cleanup adds a
+    comparison with the process clock).
     """
 
     def __init__(self, get_response):
@@ -21,4 +23,5 @@ class LogoutCutoffMiddleware:
         if user is not None and user.is_authenticated:
             if any(c.ends(request.session, user) for c in cutoffs_in_force(timezone.now())):
                 logout(request)
+            cleanup.note_signed_in_request()  # with no scheduler: a storage cleanup after the response
         return self.get_response(request)

@@ -66,6 +66,8 @@ class LogoutSchedule(models.Model):
     kept_user_ids = models.JSONField(default=list, blank=True)
     recorded_at = models.DateTimeField()
     previous_cutoffs = models.JSONField(default=list, blank=True)
+    # With scheduler "none", when the site last cleaned session storage itself (students.cleanup).
+    last_cleanup_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
         return f"{', '.join(self.times) or 'no schedule'} {self.timezone} ({self.scheduler})"

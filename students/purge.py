@@ -135,9 +135,7 @@ def purge(engine, keep, *, dry_run=False, batch_size=DEFAULT_BATCH_SIZE, heartbe
     check_purgeable(engine)
     before_ts = before.timestamp() if before is not None else None
     if engine.kind in ("db", "cached_db"):
-        if before is not None:
-            return _purge_db_before(engine, keep, before, dry_run, batch_size, heartbeat)
-        return _purge_db(engine, keep, dry_run, batch_size, heartbeat)
+        return _purge_db(engine, keep, dry_run, batch_size, heartbeat, before)
     if engine.kind == "file":
         return _purge_files(engine, keep, dry_run, batch_size, heartbeat, before_ts)
     if engine.kind == "cache":
@@ -148,17 +146,18 @@ def purge(engine, keep, *, dry_run=False, batch_size=DEFAULT_BATCH_SIZE, heartbe
 
 # --- db and cached_db ---------------------------------------------------------------------------
 
-def _purge_db(engine, keep, dry_run, batch_size, heartbeat):
+def _purge_db(engine, keep, dry_run, batch_size, heartbeat, before=None):
     model = engine.store_class.get_model_class()
     using = router.db_for_write(model)
     now = timezone.now()
     if engine.kind == "db" and not dry_run:
         connection = connections[using]
         if connection.vendor == "sqlite":
-            return _purge_sqlite_table(model, using, now, engine, keep, batch_size, heartbeat)
+            return _purge_sqlite_table(model, using, now, engine, keep, batch_size, heartbeat, before)
         if connection.vendor == "postgresql" and connection.pg_version >= 140000:  # TID range scans
-            return _purge_postgres_table(model, using, now, engine, keep, batch_size, heartbeat)
-
+            return _purge_postgres_table(model, using, now, engine, keep, batch_size, heartbeat, before)
+    if before is not None:
+        return _purge_db_before(engine, keep, before, dry_run, batch_size, heartbeat)
     return _purge_pages(model, using, now, engine, keep, dry_run, batch_size, heartbeat)
 
 
@@ -187,6 +186,12 @@ def _session_cache(engine):
     return caches[settings.SESSION_CACHE_ALIAS] if engine.kind == "cached_db" else None
 
 
+def delete_sessions(engine, expired, doomed, counts):
+    """Delete these keys (expired, and live ones) of a db/cached_db engine: rows, then cache entries."""
+    model = engine.store_class.get_model_class()
+    _delete_page(model, router.db_for_write(model), engine, _session_cache(engine), expired, doomed, counts)
+
+
 def _delete_page(model, using, engine, session_cache, expired, doomed, counts):
     with transaction.atomic(using=using):
         counts.deleted_expired += _delete_keys(model, using, expired)
@@ -197,9 +202,30 @@ def _delete_page(model, using, engine, session_cache, expired, doomed, counts):
         session_cache.delete_many([prefix + key for key in expired + doomed])
 
 
+def _saved_since(before):
+    """A row whose expire_date is at or after this was last saved at or after `before`
+    (see _purge_db_before); one before it was saved, hence began, before `before`. This holds
+    while expire_date = save time + SESSION_COOKIE_AGE: a set_expiry shorter than the cookie age,
+    or an age raised while sessions were stored, would make rows look older than they are."""
+    return before + timedelta(seconds=settings.SESSION_COOKIE_AGE)
+
+
+def _began_after(sessions, now, before, engine, counts):
+    """The live rows saved since `before` whose session began after it (anonymous ones included):
+    what a scheduled run standing for `before` spares. Only these rows are read whole and decoded
+    (signature checked); `counts.spared` counts them."""
+    decoder, instant = Decoder(engine.store_class), before.timestamp()
+    recent = sessions.filter(expire_date__gte=_saved_since(before), expire_date__gt=now)
+    scratch = Counts()  # the caller counts the live split its own way
+    spared = [row for row in recent.iterator() if scratch.spares(decoder.decode(row.session_data), instant)]
+    counts.spared += scratch.spared
+    return spared
+
+
 def _purge_db_before(engine, keep, before, dry_run, batch_size, heartbeat):
-    """A scheduled run on db/cached_db (any database): delete expired sessions and those that
-    began before `before`; spare the rest.
+    """A scheduled run on db/cached_db where the table paths do not apply (cached_db, dry runs,
+    other databases): delete expired sessions and those that began before `before`; spare the
+    rest.
 
     Django saves a row with expire_date = save time + SESSION_COOKIE_AGE (this site never calls
     set_expiry), and a session is never saved before it began. So a row whose expire_date is
@@ -211,9 +237,8 @@ def _purge_db_before(engine, keep, before, dry_run, batch_size, heartbeat):
     model = engine.store_class.get_model_class()
     using = router.db_for_write(model)
     now = timezone.now()
-    saved_since = before + timedelta(seconds=settings.SESSION_COOKIE_AGE)  # expire_date >= this: saved since
     before_ts = before.timestamp()
-    old = Q(expire_date__lt=saved_since) | Q(expire_date__lte=now)
+    old = Q(expire_date__lt=_saved_since(before)) | Q(expire_date__lte=now)
     counts = _purge_pages(model, using, now, engine, keep, dry_run, batch_size, heartbeat, where=old)
     decoder, session_cache = Decoder(engine.store_class), _session_cache(engine)
     fields = ("session_key", "expire_date", "session_data")
@@ -231,7 +256,7 @@ def _purge_db_before(engine, keep, before, dry_run, batch_size, heartbeat):
     return counts
 
 
-def _purge_sqlite_table(model, using, now, engine, keep, batch_size, heartbeat):
+def _purge_sqlite_table(model, using, now, engine, keep, batch_size, heartbeat, before=None):
     """SQLite: empty the table with one unqualified DELETE, then put the kept sessions back.
 
     Measured here (200k sessions): SQLite deletes row by row at ~1/7 the speed of an unqualified
@@ -239,7 +264,8 @@ def _purge_sqlite_table(model, using, now, engine, keep, batch_size, heartbeat):
     SQLite write lock for longer in total, so one short transaction is the gentler choice. Kept
     sessions are found first (_kept_keys: pages in rowid order; memory grows with the kept
     sessions only), then re-read, and written back in the same transaction, so no request ever
-    sees them missing.
+    sees them missing. A scheduled run (`before`) puts back the sessions that began after its
+    instant too (_began_after), read under the write lock.
     """
     sessions = model._default_manager.using(using)
     counts = Counts(expired=sessions.filter(expire_date__lte=now).count())
@@ -253,13 +279,21 @@ def _purge_sqlite_table(model, using, now, engine, keep, batch_size, heartbeat):
     for start in range(0, len(kept_keys), 500):
         kept_rows += sessions.filter(session_key__in=kept_keys[start:start + 500], expire_date__gt=now)
     connection = connections[using]
+    table = connection.ops.quote_name(model._meta.db_table)
+    spared_rows = []
     with transaction.atomic(using=using), connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {connection.ops.quote_name(model._meta.db_table)}")
+        if before is not None:
+            # Take SQLite's write lock first, so no login lands between this read and the DELETE.
+            cursor.execute(f"DELETE FROM {table} WHERE 0")
+            kept_set = {row.pk for row in kept_rows}
+            spared_rows = [row for row in _began_after(sessions, now, before, engine, counts)
+                           if row.pk not in kept_set]
+        cursor.execute(f"DELETE FROM {table}")
         deleted = cursor.rowcount
-        sessions.bulk_create(kept_rows, batch_size=500)
+        sessions.bulk_create(kept_rows + spared_rows, batch_size=500)
     heartbeat()
     counts.kept = len(kept_rows)
-    deleted -= counts.kept  # the kept rows went back in
+    deleted -= counts.kept + len(spared_rows)  # the kept and spared rows went back in
     counts.deleted_expired = min(counts.expired, deleted)
     counts.deleted_active = deleted - counts.deleted_expired
     return counts
@@ -408,7 +442,7 @@ def _delete_keys(model, using, keys):
     return deleted
 
 
-def _purge_postgres_table(model, using, now, engine, keep, batch_size, heartbeat):
+def _purge_postgres_table(model, using, now, engine, keep, batch_size, heartbeat, before=None):
     """PostgreSQL 14+: walk the table in physical block ranges, one short transaction each.
 
     A DELETE by key range touches rows scattered over the whole heap (session keys are random):
@@ -421,6 +455,9 @@ def _purge_postgres_table(model, using, now, engine, keep, batch_size, heartbeat
     A session saved during the run may move to an already-walked block and survive the purge; the
     logout cutoff still ends it (students.cutoff). A kept user's login during the run can land in
     a range between its read and its DELETE and be logged out: the cost of not locking the table.
+    A scheduled run (`before`) deletes only rows last saved before its instant, plus those saved
+    since whose session began before it (_began_after decides, once, up front): a login during
+    the run is neither, so it survives.
     """
     connection = connections[using]
     quote = connection.ops.quote_name
@@ -445,10 +482,20 @@ def _purge_postgres_table(model, using, now, engine, keep, batch_size, heartbeat
     ranges = [("ctid >= %s::tid AND ctid < %s::tid", [f"({start},0)", f"({start + step},0)"])
               for start in range(0, blocks, step)] + [("ctid >= %s::tid", [f"({blocks},0)"])]
 
+    only_before = ("", [])
+    if before is not None:
+        sessions = model._default_manager.using(using)
+        spared = {row.pk for row in _began_after(sessions, now, before, engine, counts)}
+        began_before = [k for k in sessions.filter(expire_date__gte=_saved_since(before), expire_date__gt=now)
+                        .values_list("session_key", flat=True) if k not in spared]
+        only_before = (f" AND ({expire} < %s OR {expire} <= %s OR {key} = ANY(%s))",
+                       [connection.ops.adapt_datetimefield_value(_saved_since(before)), now_param, began_before])
+
     def delete(where, params, kept):
         spare = f" AND NOT ({key} = ANY(%s))" if kept else ""
         with connection.cursor() as cursor:  # autocommit: each DELETE is its own short transaction
-            cursor.execute(f"DELETE FROM {table} WHERE {where}{spare}", [*params, kept] if kept else params)
+            cursor.execute(f"DELETE FROM {table} WHERE {where}{only_before[0]}{spare}",
+                           [*params, *only_before[1], *([kept] if kept else [])])
             return cursor.rowcount
 
     deleted = 0

@@ -206,6 +206,7 @@ def test_free_account_with_no_task_is_told_to_use_scheduler_none(site):
         assert method == "POST" and body["interval"] == "daily"
         assert "PythonAnywhere refused to create the scheduled task for lcaimaths (HTTP 403" in output, output
         assert NO_ALLOWANCE in output and "Nothing was changed" in output
+        assert "logout_schedule --set 02:00 --timezone Europe/Dublin --scheduler none`" in output, output
         assert_nothing_made(site, api, {})
 
 

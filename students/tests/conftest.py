@@ -1,13 +1,17 @@
 """Shared helpers for the students tests: users, logging in through the real login form,
 choosing a session engine (and a real Redis cache) per test."""
+from datetime import UTC, datetime, time, timedelta
+from importlib import import_module
 from io import StringIO
 
 import pytest
 import redis as redis_py
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.management import call_command
 from django.test import Client
+from django.utils import timezone
 
 PASSWORD = "a-long-test-password-42"
 ENGINES = ["db", "cached_db", "file", "signed_cookies"]
@@ -92,3 +96,38 @@ def _fast_password_hashing(settings):
 def without_cutoff_middleware(settings):
     """Take the cutoff middleware out, so a test sees what the purge alone achieved."""
     settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != "students.middleware.LogoutCutoffMiddleware"]
+
+
+# --- Django's clock, pinned (the clock-cutoff tests) ---------------------------------------------
+# timezone.now drives logins (their login time), session expiry, the middleware and the commands.
+# Day D is tomorrow by the real calendar, so file sessions (whose mtime is the real clock) are
+# neither expired nor in the future.
+REAL_NOW = timezone.now
+D = datetime.combine(REAL_NOW().date() + timedelta(days=1), time(0), tzinfo=UTC)  # midnight UTC starting day D
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """clock(instant) pins Django's clock from then on."""
+    pinned = {}
+    monkeypatch.setattr("django.utils.timezone.now", lambda: pinned.get("now") or REAL_NOW())
+
+    def set_to(instant):
+        pinned["now"] = instant
+    return set_to
+
+
+def command(name, *args):
+    """A management command in this process: (exit status, stdout); exit 3 and the like included."""
+    out = StringIO()
+    try:
+        call_command(name, *args, stdout=out)
+    except SystemExit as exited:
+        return exited.code, out.getvalue()
+    return 0, out.getvalue()
+
+
+def stored(client):
+    """Is the browser's session still in the engine's storage (looked at directly)?"""
+    store = import_module(settings.SESSION_ENGINE).SessionStore()
+    return store.exists(client.cookies[settings.SESSION_COOKIE_NAME].value)

@@ -12,7 +12,6 @@ from django.core.management import CommandError, call_command
 
 from students import clock
 from students.models import LogoutRun, LogoutSchedule
-from students.tests.conftest import is_signed_in, login
 
 DUBLIN = ZoneInfo("Europe/Dublin")
 

@@ -2,58 +2,21 @@
 late scheduled runs that spare later logins, recordings that never log anyone out on the spot and
 never forgive a passed cutoff, daylight-saving days, and the cost on the request path.
 
-Django's clock (timezone.now: logins, session expiry, the middleware, the command) is pinned to
-chosen moments of "day D", tomorrow by the real calendar so file sessions (whose mtime is the real
-clock) are neither expired nor in the future."""
+Django's clock is pinned (conftest.clock) to chosen moments of day D."""
 from collections import Counter
 from datetime import UTC, datetime, time, timedelta
-from io import StringIO
-from importlib import import_module
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.conf import settings as django_settings
-from django.core.management import call_command
 from django.test import Client
-from django.utils import timezone
 
 from students import cutoff
 from students.clock import DAY
 from students.models import LogoutRun
 from students.schedule import target_instant
-from students.tests.conftest import is_signed_in, login, use_engine
+from students.tests.conftest import D, command, is_signed_in, login, stored, use_engine
 
 pytestmark = pytest.mark.django_db
-
-REAL_NOW = timezone.now
-D = datetime.combine(REAL_NOW().date() + DAY, time(0), tzinfo=UTC)  # midnight UTC starting day D
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    """clock(instant) pins Django's clock from then on."""
-    pinned = {}
-    monkeypatch.setattr("django.utils.timezone.now", lambda: pinned.get("now") or REAL_NOW())
-
-    def set_to(instant):
-        pinned["now"] = instant
-    return set_to
-
-
-def command(name, *args):
-    out = StringIO()
-    try:
-        call_command(name, *args, stdout=out)
-    except SystemExit as exited:
-        return exited.code, out.getvalue()
-    return 0, out.getvalue()
-
-
-def stored(client):
-    """Is the browser's session still in the engine's storage (looked at directly)?"""
-    store = import_module(django_settings.SESSION_ENGINE).SessionStore()
-    return store.exists(client.cookies[django_settings.SESSION_COOKIE_NAME].value)
-
 
 # --- a late scheduled run ------------------------------------------------------------------------
 
@@ -66,14 +29,21 @@ def any_engine(request, settings, tmp_path):
     return request.param
 
 
-def test_a_late_run_spares_who_logged_in_after_the_time_it_stands_for(any_engine, users, clock):
+def before_and_after_two_am(clock):
+    """A 02:00 UTC schedule recorded the day before; alice logs in at 01:00, carol at 07:00; the
+    clock is left at 08:00, six hours after the time a run now stands for."""
     clock(D - DAY + timedelta(hours=12))
     command("logout_schedule", "--set", "02:00", "--timezone", "UTC")
     clock(D + timedelta(hours=1))
-    early = login("alice")            # began at 01:00, before the 02:00 logout
+    early = login("alice")
     clock(D + timedelta(hours=7))
-    late = login("carol")             # began at 07:00, after it
-    clock(D + timedelta(hours=8))     # the job fires six hours late
+    late = login("carol")
+    clock(D + timedelta(hours=8))
+    return early, late
+
+
+def test_a_late_run_spares_who_logged_in_after_the_time_it_stands_for(any_engine, users, clock):
+    early, late = before_and_after_two_am(clock)   # the job fires six hours late
     status, out = command("logout_all_users", "--scheduled")
     assert status == 0, out
     assert "Successfully logged out all users by deleting 1 session(s)" in out
@@ -81,6 +51,14 @@ def test_a_late_run_spares_who_logged_in_after_the_time_it_stands_for(any_engine
     assert LogoutRun.objects.get().stands_for == D + timedelta(hours=2)
     assert not stored(early) and stored(late)
     assert not is_signed_in(early, "alice") and is_signed_in(late, "carol")
+
+
+def test_a_late_dry_run_counts_what_it_would_spare_and_changes_nothing(users, clock):
+    early, late = before_and_after_two_am(clock)
+    status, out = command("logout_all_users", "--scheduled", "--dry-run")
+    assert status == 0 and "Would spare 1 session(s) that began after " in out
+    assert "Would log out all users by deleting 1 session(s)" in out
+    assert stored(early) and stored(late) and not LogoutRun.objects.exists()
 
 
 def test_a_manual_run_still_means_everyone_now(users, clock):
@@ -119,6 +97,18 @@ def test_the_clock_cutoff_ends_old_sessions_with_no_run_and_keeps_staff(users, c
     again = login("alice")                      # a new login after 02:00 lives
     clock(D + timedelta(hours=23))
     assert is_signed_in(again, "alice")
+
+
+def test_extra_times_and_excluded_users(users, clock):
+    clock(D - DAY + timedelta(hours=12))
+    command("logout_schedule", "--set", "02:00", "--also", "14:00", "--timezone", "UTC", "--exclude-user", "carol")
+    clock(D + timedelta(hours=3))
+    alice, carol = login("alice"), login("carol")
+    clock(D + timedelta(hours=13, minutes=59))
+    assert is_signed_in(alice, "alice") and is_signed_in(carol, "carol")
+    clock(D + timedelta(hours=14))
+    assert not is_signed_in(alice, "alice")     # the extra time is a logout time too
+    assert is_signed_in(carol, "carol")         # excluded by the schedule
 
 
 def test_recording_logs_nobody_out_on_the_spot(users, clock):

@@ -1,7 +1,15 @@
 """The reference's "Test logout manually", done for real: a student and a teacher (staff) log in with
 headless Chromium, the nightly job runs as the role installed it, and a reload shows the student the
-login page while the teacher, kept by --keep-staff, still sees their page."""
+login page while the teacher, kept by --keep-staff, still sees their page. Then the same with no job
+at all: the site's own clock cutoff at a recorded scheduled time."""
+import datetime as dt
+import json
+import os
 import re
+import sys
+import time
+
+from tests.e2e.conftest import REPO_DIR, run
 
 # The cron line the role writes: "<minute> <hour> * * * <command>".
 CRON_LINE = re.compile(r"^(\S+) (\S+) \* \* \* (.+)$")
@@ -60,3 +68,52 @@ def test_nightly_logout_ends_the_student_session_and_keeps_staff(browser, site, 
     teacher.reload()
     assert_on_statistics_page(teacher, "teacher")
     screenshot(teacher, "4-teacher-after-nightly-job")
+
+
+def test_the_site_logs_out_at_the_scheduled_time_with_no_job_at_all(browser, site, screenshot):
+    """The clock cutoff (issue 14): a schedule is recorded, no job ever runs; after the scheduled
+    time the student's reload shows the login page (and the session is gone from storage) while
+    the teacher, kept by the schedule's --keep-staff, still sees their page."""
+    env = {**os.environ, **site.environment, "DJANGO_SETTINGS_MODULE": "lcstats.settings"}
+
+    def manage(*args):
+        return run([sys.executable, "manage.py", *args], cwd=REPO_DIR, env=env).stdout
+
+    def session_key(page):
+        return next(c["value"] for c in page.context.cookies() if c["name"] == "sessionid")
+
+    def stored(key):
+        """Looked at in the site's session storage directly."""
+        code = f"from django.contrib.sessions.models import Session; print(Session.objects.filter(pk={key!r}).exists())"
+        return manage("shell", "-v", "0", "-c", code).strip() == "True"
+
+    def runs():
+        return manage("shell", "-v", "0", "-c", "from students.models import LogoutRun; print(LogoutRun.objects.count())").strip()
+
+    student = log_in(browser, site, "student")
+    teacher = log_in(browser, site, "teacher")
+    runs_before = runs()
+    now = dt.datetime.now(dt.UTC)
+    instant = (now + dt.timedelta(seconds=15 + 60)).replace(second=0, microsecond=0)  # 15-75 s ahead
+    shown = json.loads(manage("logout_schedule", "--set", f"{instant:%H:%M}", "--timezone", "UTC",
+                              "--keep-staff", "--scheduler", "none", "--json"))
+    assert shown["changed"] and shown["next_instant"] == instant.isoformat(), shown
+    student.reload()
+    assert_on_statistics_page(student, "student")  # recording logs nobody out on the spot
+    screenshot(student, "5-student-before-the-scheduled-time")
+    time.sleep(max(0.0, (instant - dt.datetime.now(dt.UTC)).total_seconds()) + 1)
+
+    student_key, teacher_key = session_key(student), session_key(teacher)
+    assert stored(student_key), "the student's session should still be stored before the next request"
+    student.reload()
+    assert student.title() == "Log in", f"the student should be logged out, got {student.title()!r}"
+    assert student.url.startswith(f"{site.url}/accounts/login/")
+    assert not stored(student_key), "the old session should be gone from storage"
+    screenshot(student, "6-student-after-the-scheduled-time-no-job")
+
+    teacher.reload()
+    assert_on_statistics_page(teacher, "teacher")
+    assert stored(teacher_key)
+    screenshot(teacher, "7-teacher-after-the-scheduled-time-no-job")
+    assert runs() == runs_before, "no logout job may have run in this test"
+    manage("logout_schedule", "--clear")

@@ -34,6 +34,7 @@ class Command(BaseCommand):
         "Log every user out now by deleting their sessions (on the configured session engine), "
         "clean up expired sessions, and set a logout cutoff that ends any session the purge cannot "
         "reach (signed cookies) at its next request. Exit status: 0 success, 1 failure, 2 bad usage, "
+        f"{EXIT_NOT_DUE} a scheduled run skipped (not due, or already done), "
         f"{EXIT_LOCK_HELD} another run holds the cluster-wide lock."
     )
 
@@ -61,7 +62,10 @@ class Command(BaseCommand):
         if options["scheduled"] and (options["due_at"] or options["timezone"]):
             raise CommandError("--scheduled reads the recorded schedule: give it without --due-at/--timezone",
                                returncode=2)
-        guard = self._scheduled_guard if options["scheduled"] else self._due_guard(options["due_at"], options["timezone"])
+        if options["scheduled"]:
+            guard = self._scheduled_guard
+        else:
+            guard = self._due_guard(options["due_at"], options["timezone"])
         try:
             summary = logout_all_users(
                 dry_run=options["dry_run"], exclude_usernames=options["exclude_user"],
