@@ -7,7 +7,8 @@
 # Names: <suite> (bookworm, trixie) is a cron target: the Debian release plus what every role
 # scenario needs, its main process the real cron daemon. <suite>-bare is the debootstrap minimal
 # base and nothing the project installs (a newcomer's fresh server), its main process
-# `sleep infinity` (molecule/bare drives it with podman exec).
+# `sleep infinity` (molecule/bare drives it with podman exec). <suite>-systemd is a cron target
+# plus systemd, its main process systemd (molecule/systemd).
 #
 # There is no container registry here, so each image is a Debian rootfs made with debootstrap
 # from the mirror this machine's apt uses (it serves every suite), then `podman import`ed. What a
@@ -27,7 +28,7 @@ set -euo pipefail
 
 readonly IMAGE_REPO="localhost/nightly-logout-target"
 # What the scenarios use (molecule/*/molecule.yml): the default when no name is given.
-readonly ALL_TARGETS=(bookworm trixie bookworm-bare trixie-bare)
+readonly ALL_TARGETS=(bookworm trixie bookworm-bare trixie-bare bookworm-systemd trixie-systemd)
 readonly SUITES=(bookworm trixie)
 readonly CRON_TARGET_PACKAGES=(
   python3 python3-apt python3-venv acl sudo ca-certificates
@@ -108,16 +109,23 @@ build_rootfs() {
 # build_image NAME MIRROR: build localhost/nightly-logout-target:NAME unless it is up to date.
 build_image() {
   local name="$1" mirror="$2" start=${SECONDS}
-  local image="${IMAGE_REPO}:${name}" suite="${name%-bare}" packages=() command hash work_dir previous
+  local image="${IMAGE_REPO}:${name}" suite="${name%%-*}" packages=() command hash work_dir previous
   if [[ " ${SUITES[*]} " != *" ${suite} "* ]]; then
-    die "unknown image '${name}': names are <suite> or <suite>-bare, suites: ${SUITES[*]}"
+    die "unknown image '${name}': names are <suite>, <suite>-bare or <suite>-systemd, suites: ${SUITES[*]}"
   fi
-  if [[ ${name} == *-bare ]]; then
-    command='["sleep", "infinity"]'
-  else
-    packages=("${CRON_TARGET_PACKAGES[@]}")
-    command='["cron", "-f"]'
-  fi
+  case "${name}" in
+    "${suite}")
+      packages=("${CRON_TARGET_PACKAGES[@]}")
+      command='["cron", "-f"]'
+      ;;
+    "${suite}-bare") command='["sleep", "infinity"]' ;;
+    # molecule/systemd: a cron target that boots systemd as its PID 1 (Podman's systemd mode).
+    "${suite}-systemd")
+      packages=("${CRON_TARGET_PACKAGES[@]}" systemd systemd-sysv dbus)
+      command='["/lib/systemd/systemd"]'
+      ;;
+    *) die "unknown image '${name}': names are <suite>, <suite>-bare or <suite>-systemd" ;;
+  esac
   hash="$({
     printf '%s\n' "${suite}" "${mirror}" "${command}" "${packages[@]}"
     declare -f build_rootfs

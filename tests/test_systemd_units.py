@@ -1,8 +1,8 @@
 """The systemd backend's units, rendered by real Ansible from the role's templates with the run times the
 role itself works out (tasks/schedule_times.yml, i.e. students.schedule on this host's tzdata).
 
-No systemd runs as PID 1 here or in the test containers, so the verdict comes from systemd's own tools,
-which need no running manager:
+Here the verdict comes from systemd's own tools, which need no running manager (molecule/systemd applies
+the role on a running systemd):
 - `systemd-analyze verify` loads the units into a throw-away manager in test mode and reports every
   setting it cannot parse (it exits 0 on some of those, so any output at all counts as a failure);
 - `systemd-analyze calendar --base-time=... --iterations=N` computes with systemd's calendar code when
