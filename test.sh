@@ -66,8 +66,8 @@ check_pytest() {
 # work shared (load 2 to 17): default 301, mail 235, bare 138 to 429, django-trixie 84 to 237. The
 # others are estimates until measured the same way.
 declare -rA EXPECTED_SECONDS=(
-  [cluster]=420 [default]=300 [bare]=300 [mail]=240 [timezone]=180 [absent]=150
-  [django-trixie]=150 [invalid]=120
+  [cluster]=840 [invalid]=780 [systemd]=430 [default]=300 [bare]=300 [monitoring]=270 [none]=240
+  [mail]=240 [timezone]=180 [absent]=150 [django-trixie]=150
 )
 readonly MOLECULE_LANES=2
 readonly MOLECULE_LOG_DIR="${REPO_DIR}/test-artifacts/molecule"

@@ -112,7 +112,7 @@ def recap_changed(output):
 
 
 def wanted_command(site):
-    return f"{site}/scripts/daily_logout.sh >> {site}/logs/daily_logout.log 2>&1"
+    return f"{site}/scripts/daily_logout.sh --scheduled >> {site}/logs/daily_logout.log 2>&1"
 
 
 def test_paid_account_one_daily_task_then_nothing_then_update_then_delete(site, api):
