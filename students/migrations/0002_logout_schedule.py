@@ -22,6 +22,7 @@ class Migration(migrations.Migration):
                 ('kept_user_ids', models.JSONField(blank=True, default=list)),
                 ('recorded_at', models.DateTimeField()),
                 ('previous_cutoffs', models.JSONField(blank=True, default=list)),
+                ('last_cleanup_at', models.DateTimeField(blank=True, null=True)),
             ],
         ),
         migrations.AddField(
