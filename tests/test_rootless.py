@@ -1,0 +1,100 @@
+"""`nightly_logout_scheduler: none` applied by the site user itself, with no root: what a free PythonAnywhere
+account (no scheduled task, no sudo) has to do. The real role, run by ansible-playbook as a throwaway OS user
+(connection local, facts gathered as the playbook does), against this checkout's project and virtualenv and
+a migrated SQLite database the user owns.
+
+Checked: the play succeeds without root, runs nothing that needs it (packages, the cron daemon, logrotate,
+runuser), installs the wrapper for the user, records the schedule with scheduler none, schedules nothing,
+says how the logout still happens, and a second run changes nothing.
+"""
+import json
+import os
+import secrets
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+VENV_DIR = REPO_DIR / ".venv"
+ROOT_ONLY_TASKS = ["Install cron and logrotate", "Start the cron daemon", "Add the logrotate entry",
+                   "Check that the site user can run the virtualenv's python"]
+
+
+@pytest.fixture(scope="module")
+def site_user():
+    if os.geteuid() != 0:
+        pytest.fail("this test creates an OS user and runs the role as it: run it as root")
+    name = f"nlfree{secrets.token_hex(4)}"
+    subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["userdel", "--remove", name], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def home(site_user):
+    home = Path("~" + site_user).expanduser()
+    database = home / "db.sqlite3"
+    subprocess.run([VENV_DIR / "bin/python", "manage.py", "migrate", "--noinput", "--verbosity", "0"],
+                   cwd=REPO_DIR, env={**os.environ, "DATABASE_URL": f"sqlite:///{database}",
+                                      "PYTHONDONTWRITEBYTECODE": "1"}, check=True)
+    shutil.chown(database, site_user, site_user)
+    return home
+
+
+def as_site_user(site_user, home, *command):
+    env = {"HOME": str(home), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
+           "ANSIBLE_ROLES_PATH": str(REPO_DIR / "ansible/roles"), "ANSIBLE_LOCALHOST_WARNING": "false",
+           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "false"}
+    return subprocess.run(["runuser", "-u", site_user, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()),
+                           *map(str, command)], cwd=home, capture_output=True, text=True, timeout=600)
+
+
+def apply_role(site_user, home):
+    variables = {
+        "ansible_python_interpreter": str(VENV_DIR / "bin/python"),
+        "nightly_logout_scheduler": "none",
+        "nightly_logout_user": site_user,
+        "nightly_logout_project_dir": str(REPO_DIR),
+        "nightly_logout_venv_dir": str(VENV_DIR),
+        "nightly_logout_script_path": str(home / "daily_logout.sh"),
+        "nightly_logout_environment": {"DATABASE_URL": f"sqlite:///{home / 'db.sqlite3'}"},
+        "nightly_logout_timezone": "Europe/Dublin",
+    }
+    (home / "vars.json").write_text(json.dumps(variables))
+    (home / "playbook.yml").write_text(json.dumps([{"name": "Free account", "hosts": "localhost",
+                                                   "connection": "local", "roles": ["nightly_logout"]}]))
+    for name in ("vars.json", "playbook.yml"):
+        shutil.chown(home / name, site_user, site_user)
+    result = as_site_user(site_user, home, VENV_DIR / "bin/ansible-playbook", "-i", "localhost,",
+                          home / "playbook.yml", "-e", f"@{home / 'vars.json'}")
+    return result.returncode, result.stdout + result.stderr
+
+
+def recorded_schedule(home):
+    result = subprocess.run([VENV_DIR / "bin/python", "manage.py", "logout_schedule", "--show", "--json"],
+                            cwd=REPO_DIR, capture_output=True, text=True, check=True,
+                            env={**os.environ, "DATABASE_URL": f"sqlite:///{home / 'db.sqlite3'}",
+                                 "PYTHONDONTWRITEBYTECODE": "1"})
+    return json.loads(result.stdout)["schedule"]
+
+
+def test_scheduler_none_is_applied_by_the_site_user_without_root(site_user, home):
+    code, output = apply_role(site_user, home)
+    assert code == 0, output
+    # Skipped tasks are not displayed: a root-only task named here would have run.
+    ran_root_only = [task for task in ROOT_ONLY_TASKS if f"nightly_logout : {task}]" in output]
+    assert ran_root_only == [], output
+    assert "nightly_logout_scheduler=none: nothing runs" in output, output
+    assert (home / "daily_logout.sh").owner() == site_user
+    schedule = recorded_schedule(home)
+    assert (schedule["times"], schedule["timezone"], schedule["scheduler"]) == (["02:00"], "Europe/Dublin", "none")
+    crontab = subprocess.run(["crontab", "-l", "-u", site_user], capture_output=True, text=True)
+    assert "nightly_logout" not in crontab.stdout
+
+    code, output = apply_role(site_user, home)
+    assert code == 0, output
+    assert " changed=0 " in output, output
