@@ -83,6 +83,10 @@ class Site:
     environment: dict  # what the site and the nightly job need to reach the same database
     password: str = PASSWORD  # of both users, "student" and "teacher" (staff)
 
+    def manage(self, *args):
+        """manage.py with the site's settings (the database the server uses); returns its stdout."""
+        return manage({**os.environ, **self.environment, "DJANGO_SETTINGS_MODULE": "lcstats.settings"}, *args).stdout
+
 
 def manage(env, *args):
     return run([sys.executable, "manage.py", *args], cwd=REPO_DIR, env=env)
