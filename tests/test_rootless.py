@@ -9,12 +9,13 @@ says how the logout still happens, and a second run changes nothing.
 """
 import json
 import os
-import secrets
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.os_users import throwaway_user
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 VENV_DIR = REPO_DIR / ".venv"
@@ -24,14 +25,8 @@ ROOT_ONLY_TASKS = ["Install cron and logrotate", "Start the cron daemon", "Add t
 
 @pytest.fixture(scope="module")
 def site_user():
-    if os.geteuid() != 0:
-        pytest.fail("this test creates an OS user and runs the role as it: run it as root")
-    name = f"nlfree{secrets.token_hex(4)}"
-    subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True)
-    try:
+    with throwaway_user("nlfree", "it creates an OS user and runs the role as it") as name:
         yield name
-    finally:
-        subprocess.run(["userdel", "--remove", name], capture_output=True)
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,13 @@ checkout's .venv (it imports django); a broken one is a python that cannot impor
 
 import json
 import os
-import secrets
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.os_users import throwaway_user
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 VENV_DIR = REPO_DIR / ".venv"
@@ -19,14 +20,8 @@ PROJECT = "mysite"
 
 @pytest.fixture(scope="module")
 def site_user():
-    if os.geteuid() != 0:
-        pytest.fail("the discovery test creates an OS user and runs python as it: run it as root")
-    name = f"nlvenv{secrets.token_hex(4)}"
-    subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True)
-    try:
+    with throwaway_user("nlvenv", "it creates an OS user and runs python as it") as name:
         yield name
-    finally:
-        subprocess.run(["userdel", "--remove", name], capture_output=True)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.os_users import throwaway_user
 from tests.servers import free_port
 
 REPO_DIR = Path(__file__).resolve().parents[2]
@@ -55,16 +56,8 @@ def workdir():
 @pytest.fixture(scope="module")
 def os_user():
     """A throwaway site user, so root's crontab and any real site user stay untouched."""
-    if os.geteuid() != 0:
-        pytest.fail("the browser test creates an OS user and applies the role: run it as root")
-    name = f"nle2e{secrets.token_hex(4)}"
-    run(["useradd", "--create-home", "--shell", "/bin/sh", name])
-    try:
+    with throwaway_user("nle2e", "the browser test creates an OS user and applies the role") as name:
         yield name
-    finally:
-        # The role's state=absent should already have emptied its crontab; never leave one behind.
-        subprocess.run(["crontab", "-r", "-u", name], capture_output=True)
-        subprocess.run(["userdel", "--remove", name], capture_output=True)
 
 
 def as_user(user, command):
