@@ -36,6 +36,7 @@ readonly CRON_TARGET_PACKAGES=(
   postgresql redis-server
 )
 readonly LABEL="nightly-logout.inputs"
+readonly PARALLEL_BUILDS=2
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly REPO_DIR
 readonly WORK_ROOT="${REPO_DIR}/build/target-image"
@@ -161,9 +162,21 @@ main() {
   command -v podman >/dev/null || die "podman is not installed"
   command -v debootstrap >/dev/null || die "debootstrap is not installed"
   mirror="$(debian_mirror)"
+  # Two builds at a time: debootstrap waits on the mirror as much as on the CPU, and a fresh machine
+  # builds six images. Each build logs to build/target-image/<name>/.
+  local running=() failed=0 pid
   for name in "${targets[@]}"; do
-    build_image "${name}" "${mirror}"
+    build_image "${name}" "${mirror}" &
+    running+=($!)
+    if ((${#running[@]} >= PARALLEL_BUILDS)); then
+      wait "${running[0]}" || failed=1
+      running=("${running[@]:1}")
+    fi
   done
+  for pid in "${running[@]}"; do
+    wait "${pid}" || failed=1
+  done
+  ((failed == 0)) || die "an image failed to build (see the ERROR above)"
 }
 
 main "$@"
