@@ -63,11 +63,10 @@ check_pytest() {
 
 # Seconds each job of the molecule step takes, so the longest start first and the two lanes end
 # close together; a job not listed runs last. Measured two at a time on a 2-core machine that other
-# work shared (load 2 to 17): default 301, mail 235, bare 138 to 429, django-trixie 84 to 237. The
-# others are estimates until measured the same way.
+# work shared (2026-12-01, ./test.sh in a fresh clone plus other runs).
 declare -rA EXPECTED_SECONDS=(
-  [cluster]=840 [invalid]=780 [systemd]=430 [default]=300 [bare]=300 [monitoring]=270 [none]=240
-  [mail]=240 [timezone]=180 [absent]=150 [django-trixie]=150
+  [systemd]=520 [cluster]=470 [invalid]=340 [monitoring]=340 [bare]=250 [none]=210 [default]=200
+  [mail]=195 [absent]=175 [django-trixie]=170 [timezone]=155
 )
 readonly MOLECULE_LANES=2
 readonly MOLECULE_LOG_DIR="${REPO_DIR}/test-artifacts/molecule"
