@@ -5,7 +5,9 @@ a migrated SQLite database the user owns.
 
 Checked: the play succeeds without root, runs nothing that needs it (packages, the cron daemon, logrotate,
 runuser), installs the wrapper for the user, records the schedule with scheduler none, schedules nothing,
-says how the logout still happens, and a second run changes nothing.
+says how the logout still happens, and a second run changes nothing. A free account whose one daily task
+the role made (against the PythonAnywhere stand-in, tests/pythonanywhere_standin.py) and that switches to
+none with the token still set: the role's task is deleted, any other task stays.
 """
 import json
 import os
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.os_users import throwaway_user
+from tests.pythonanywhere_standin import ACCOUNT_FREE_ONE, StandInAPI
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 VENV_DIR = REPO_DIR / ".venv"
@@ -48,7 +51,7 @@ def as_site_user(site_user, home, *command):
                            *map(str, command)], cwd=home, capture_output=True, text=True, timeout=600)
 
 
-def apply_role(site_user, home):
+def apply_role(site_user, home, **overrides):
     variables = {
         "ansible_python_interpreter": str(VENV_DIR / "bin/python"),
         "nightly_logout_scheduler": "none",
@@ -58,6 +61,7 @@ def apply_role(site_user, home):
         "nightly_logout_script_path": str(home / "daily_logout.sh"),
         "nightly_logout_environment": {"DATABASE_URL": f"sqlite:///{home / 'db.sqlite3'}"},
         "nightly_logout_timezone": "Europe/Dublin",
+        **overrides,
     }
     (home / "vars.json").write_text(json.dumps(variables))
     (home / "playbook.yml").write_text(json.dumps([{"name": "Free account", "hosts": "localhost",
@@ -93,3 +97,24 @@ def test_scheduler_none_is_applied_by_the_site_user_without_root(site_user, home
     code, output = apply_role(site_user, home)
     assert code == 0, output
     assert " changed=0 " in output, output
+
+
+def test_switching_from_a_pythonanywhere_task_to_none_deletes_the_task(site_user, home):
+    token = "pa-token-5d0e2b7c91f4a6e3"
+    with StandInAPI(site_user, token, account=ACCOUNT_FREE_ONE) as api:
+        pythonanywhere = {"nightly_logout_pythonanywhere_token": token,
+                          "nightly_logout_pythonanywhere_api_url": api.url}
+        code, output = apply_role(site_user, home, nightly_logout_scheduler="pythonanywhere", **pythonanywhere)
+        assert code == 0, output
+        assert [task["command"] for task in api.tasks.values()] == [
+            f"{home}/daily_logout.sh --scheduled >> {home}/logs/daily_logout.log 2>&1"]
+        other = api.add_task(command="python3 backup.py", interval="daily", hour=4, minute=0)
+
+        code, output = apply_role(site_user, home, **pythonanywhere)
+        assert code == 0, output
+        assert list(api.tasks) == [other["id"]], "the role's task is gone, the other stays"
+        assert recorded_schedule(home)["scheduler"] == "none"
+        assert token not in output
+
+        code, output = apply_role(site_user, home, **pythonanywhere)
+        assert code == 0 and " changed=0 " in output, output
