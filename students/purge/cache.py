@@ -1,8 +1,9 @@
 """The cache engine on Django's RedisCache (elsewhere the keys cannot be listed: UnsupportedEngine).
 
 Full purge (nobody kept, not a dry run): SCAN MATCH the engine's session-key pattern (this cache's
-KEY_PREFIX and VERSION, so other prefixes, versions and cache entries are never matched), then UNLINK
-each batch in one pipeline. Nothing is read or decoded. Floor: the same SCAN + UNLINK, nothing else.
+KEY_PREFIX and VERSION, then exactly 32 key characters, as Django makes session keys: other
+prefixes, versions, cache entries and cached_db's keys are never matched), then UNLINK each batch
+in one pipeline. Nothing is read or decoded. Floor: the same SCAN + UNLINK, nothing else.
 
 Counting without decoding: every key found is a live session (Redis drops expired keys itself, so
 the expired count is 0), and the deleted count is what UNLINK says it removed; the live split
@@ -19,7 +20,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from students.purge.common import Counts, failing_says_what_was_done, saved_since
-from students.purge.redis_keys import client_of, glob_escape, listable_cache, scan_batches, unlink
+from students.purge.redis_keys import SESSION_KEY_GLOB, client_of, glob_escape, listable_cache, scan_batches, unlink
 
 
 def check(engine):
@@ -30,7 +31,7 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
     cache = listable_cache(engine)
     client = client_of(cache)
     loads = cache._cache._serializer.loads  # how Django's RedisCache stores values
-    pattern = glob_escape(cache.make_key(engine.store_class.cache_key_prefix)) + "*"
+    pattern = glob_escape(cache.make_key(engine.store_class.cache_key_prefix)) + SESSION_KEY_GLOB
     decode = dry_run or keep.keeps_anyone
     before_ts = before.timestamp() if before is not None else None
     counts = Counts()

@@ -47,7 +47,9 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
             for seen, entry in enumerate(entries, 1):
                 if seen % batch_size == 0:
                     heartbeat()
-                if not entry.name.startswith(prefix) or not is_session_key(entry.name[len(prefix):]):
+                name = entry.name
+                if not (name.startswith(prefix) and is_session_key(name[len(prefix):])
+                        and entry.is_file(follow_symlinks=False)):  # d_type from the listing: no stat
                     continue
                 try:
                     age = now - entry.stat().st_mtime
@@ -65,7 +67,8 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
                         continue
                     if recent or not data:
                         session = decoder.decode(data) if data else {}  # Django loads an empty file as {}
-                        if (recent and counts.spares(session, before_ts)) or (decode and counts.tally(session, keep)):
+                        if (recent and counts.spares(session, before_ts)) or (
+                                decode and counts.tally(session, keep)):
                             continue
                     elif counts.tally_data(decoder, data, keep, verify_all=dry_run):
                         continue

@@ -7,7 +7,9 @@ from django.core.cache.backends.redis import RedisCache
 
 from students.engines import UnsupportedEngine
 
-UNLINK_CHUNK = 1_000  # keys per UNLINK command; a batch's chunks go in one round trip
+UNLINK_CHUNK = 1_000
+# A Django session key (get_random_string(32) of lowercase letters and digits), as a glob.
+SESSION_KEY_GLOB = "[a-z0-9]" * 32  # keys per UNLINK command; a batch's chunks go in one round trip
 
 
 def session_cache():
