@@ -19,7 +19,7 @@ shows (expire_date, mtime, TTL: common.saved_since) and decodes only what may ha
 Each batch is its own transaction, so no single long lock blocks logins for the whole run.
 Expired sessions count as expired when their expiry <= the run's start, as Django's loaders do.
 """
-from django.db import connections, router
+from django.db import connections
 
 from students.purge import cache, db_generic, db_postgres, db_sqlite, files
 from students.purge.common import DEFAULT_BATCH_SIZE, Counts, noop
@@ -54,7 +54,7 @@ def _engine_module(engine, dry_run):
         return files
     if engine.kind == "cache":
         return cache
-    connection = connections[router.db_for_write(engine.store_class.get_model_class())]
+    connection = connections[db_generic.session_table(engine)[1]]
     if not dry_run and connection.vendor == "postgresql" and connection.pg_version >= 140000:  # TID range scans
         return db_postgres
     if not dry_run and connection.vendor == "sqlite" and engine.kind == "db":

@@ -37,7 +37,7 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
     counts = Counts()
     with failing_says_what_was_done(counts):
         for keys in scan_batches(client, pattern, batch_size):
-            recent = _saved_since(client, keys, before) if before is not None else set()
+            recent = _maybe_saved_since(client, keys, before) if before is not None else set()
             to_read = keys if decode else [key for key in keys if key in recent]
             values = dict(zip(to_read, client.mget(to_read))) if to_read else {}
             doomed = []
@@ -60,7 +60,7 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
     return counts
 
 
-def _saved_since(client, keys, before):
+def _maybe_saved_since(client, keys, before):
     """The keys that may have been saved at or after `before` (their TTL says so, or says nothing)."""
     pipe = client.pipeline(transaction=False)
     for key in keys:

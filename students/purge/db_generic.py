@@ -22,11 +22,16 @@ from students.selection import Decoder
 
 
 def purge(engine, keep, dry_run, batch_size, heartbeat, before):
-    model = engine.store_class.get_model_class()
-    using = router.db_for_write(model)
+    model, using = session_table(engine)
     if before is not None:
         return _purge_before(engine, keep, before, dry_run, batch_size, heartbeat)
     return _purge_pages(model, using, timezone.now(), engine, keep, dry_run, batch_size, heartbeat)
+
+
+def session_table(engine):
+    """The engine's session model and the database alias it is written to."""
+    model = engine.store_class.get_model_class()
+    return model, router.db_for_write(model)
 
 
 def _purge_pages(model, using, now, engine, keep, dry_run, batch_size, heartbeat, where=None):
@@ -52,8 +57,7 @@ def _purge_pages(model, using, now, engine, keep, dry_run, batch_size, heartbeat
 
 def delete_sessions(engine, expired, doomed, counts):
     """Delete these keys (expired, and live ones) of a db/cached_db engine: rows, then cache entries."""
-    model = engine.store_class.get_model_class()
-    _delete_page(model, router.db_for_write(model), engine, expired, doomed, counts)
+    _delete_page(*session_table(engine), engine, expired, doomed, counts)
 
 
 def _delete_page(model, using, engine, expired, doomed, counts):
@@ -104,8 +108,7 @@ def _purge_before(engine, keep, before, dry_run, batch_size, heartbeat):
     peeked for the user id, as a full purge does). Only rows saved since are read whole and
     decoded (signature checked) for their login time.
     """
-    model = engine.store_class.get_model_class()
-    using = router.db_for_write(model)
+    model, using = session_table(engine)
     now = timezone.now()
     before_ts = before.timestamp()
     old = Q(expire_date__lt=saved_since(before)) | Q(expire_date__lte=now)

@@ -14,23 +14,16 @@ decoded, once, up front (db_generic.began_after); each DELETE spares those that 
 """
 import math
 
-from django.db import connections, router
+from django.db import connections
 from django.utils import timezone
 
 from students.purge.common import Counts, failing_says_what_was_done, saved_since
-from students.purge.db_generic import began_after, forget_cached
+from students.purge.db_generic import began_after, forget_cached, session_table
 from students.purge.db_kept import kept_keys, not_kept_sql
 from students.selection import HEAD_CHARS
 
 
 def purge(engine, keep, dry_run, batch_size, heartbeat, before):
-    assert not dry_run, "dry runs go through db_generic"
-    model = engine.store_class.get_model_class()
-    return _purge_table(model, router.db_for_write(model), timezone.now(), engine, keep, batch_size, heartbeat,
-                        before)
-
-
-def _purge_table(model, using, now, engine, keep, batch_size, heartbeat, before=None):
     """PostgreSQL 14+: walk the table in physical block ranges, one short transaction each.
 
     A DELETE by key range touches rows scattered over the whole heap (session keys are random):
@@ -47,6 +40,9 @@ def _purge_table(model, using, now, engine, keep, batch_size, heartbeat, before=
     since whose session began before it (began_after decides, once, up front): a login during
     the run is neither, so it survives.
     """
+    assert not dry_run, "dry runs go through db_generic"
+    model, using = session_table(engine)
+    now = timezone.now()
     connection = connections[using]
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)

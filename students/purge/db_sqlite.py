@@ -10,23 +10,16 @@ counted by the database before the DELETE; every other row deleted was live.
 A scheduled run (`before`): the rows saved since `before` are read and decoded under the write
 lock (db_generic.began_after), and those whose session began after it are put back.
 """
-from django.db import connections, router, transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from students.purge.common import Counts, failing_says_what_was_done
-from students.purge.db_generic import began_after
+from students.purge.db_generic import began_after, session_table
 from students.purge.db_kept import kept_keys, not_kept_sql
 from students.selection import HEAD_CHARS
 
 
 def purge(engine, keep, dry_run, batch_size, heartbeat, before):
-    assert not dry_run, "dry runs go through db_generic"
-    model = engine.store_class.get_model_class()
-    return _purge_table(model, router.db_for_write(model), timezone.now(), engine, keep, batch_size, heartbeat,
-                        before)
-
-
-def _purge_table(model, using, now, engine, keep, batch_size, heartbeat, before=None):
     """SQLite: empty the table with one unqualified DELETE, then put the kept sessions back.
 
     Measured here (200k sessions): SQLite deletes row by row at ~1/7 the speed of an unqualified
@@ -37,6 +30,9 @@ def _purge_table(model, using, now, engine, keep, batch_size, heartbeat, before=
     sees them missing. A scheduled run (`before`) puts back the sessions that began after its
     instant too (began_after), read under the write lock.
     """
+    assert not dry_run, "dry runs go through db_generic"
+    model, using = session_table(engine)
+    now = timezone.now()
     sessions = model._default_manager.using(using)
     counts = Counts(expired=sessions.filter(expire_date__lte=now).count())
     kept_found = []
