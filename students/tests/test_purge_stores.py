@@ -156,3 +156,22 @@ def test_unrelated_files_in_the_session_folder_survive(settings, tmp_path, users
     assert sorted(os.listdir(folder)) == sorted([*unrelated, f"{prefix}{'d' * 32}", f"{prefix}{'s' * 32}"])
     assert all((folder / name).read_text() == text for name, text in unrelated.items())
     assert (folder / f"{prefix}{'d' * 32}" / "inside").exists()
+
+
+@pytest.mark.parametrize("keep_staff", [False, True])
+def test_cached_db_leaves_no_cache_entry_of_a_deleted_row_across_batches(settings, tmp_path, redis_server, users,
+                                                                        keep_staff):
+    from django.contrib.sessions.models import Session
+
+    use_engine(settings, tmp_path, "cached_db", redis_url=redis_server)
+    now = timezone.now()
+    doomed = [new_session("cached_db", users["alice"], logged_in_at=now) for _ in range(30)]
+    doomed += [new_session("cached_db", None) for _ in range(5)]
+    teacher = new_session("cached_db", users["teacher"], logged_in_at=now)
+    counts = purge(detect_engine(), resolve_keep_rule(keep_staff=keep_staff), batch_size=5)
+    cache = caches[settings.SESSION_CACHE_ALIAS]
+    head = cache.make_key("django.contrib.sessions.cached_db").encode()
+    in_redis = {raw[len(head):].decode() for raw in client(cache).scan_iter(match=head + b"*")}
+    left = {teacher} if keep_staff else set()
+    assert in_redis == left and set(Session.objects.values_list("session_key", flat=True)) == left
+    assert counts.deleted_active == len(doomed) + (0 if keep_staff else 1)
