@@ -46,8 +46,7 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
                     raw = values[key]
                     if raw is None:
                         continue  # gone since it was listed: expired or logged out
-                    value = loads(raw)
-                    session = value if isinstance(value, dict) else None  # not a session: undecodable
+                    session = _session_of(loads, raw)
                     if key in recent and counts.spares(session, before_ts):
                         continue
                     if decode and counts.tally(session, keep):
@@ -69,3 +68,12 @@ def _maybe_saved_since(client, keys, before):
     # PTTL: -1 no expiry (not how Django saves a session: read it), -2 gone (MGET will say so).
     return {key for key, ttl in zip(keys, pipe.execute())
             if ttl < 0 or now + timedelta(milliseconds=ttl) >= bound}
+
+
+def _session_of(loads, raw):
+    """The session dict a stored value holds; None (undecodable) for anything else."""
+    try:
+        value = loads(raw)
+    except Exception:  # not written by Django's RedisCache: whatever the error, not a session
+        return None
+    return value if isinstance(value, dict) else None

@@ -175,3 +175,13 @@ def test_cached_db_leaves_no_cache_entry_of_a_deleted_row_across_batches(setting
     left = {teacher} if keep_staff else set()
     assert in_redis == left and set(Session.objects.values_list("session_key", flat=True)) == left
     assert counts.deleted_active == len(doomed) + (0 if keep_staff else 1)
+
+
+def test_a_value_the_cache_cannot_load_is_an_undecodable_session(settings, tmp_path, redis_server, users):
+    use_engine(settings, tmp_path, "cache", redis_url=redis_server)
+    cache = caches[settings.SESSION_CACHE_ALIAS]
+    client(cache).set(cache.make_key(f"django.contrib.sessions.cache{KEY_32}"), b"\x80 not a pickle")
+    kept = new_session("cache", users["teacher"], logged_in_at=timezone.now())
+    counts = purge(detect_engine(), resolve_keep_rule(keep_staff=True))
+    assert (counts.undecodable, counts.kept, counts.deleted_active) == (1, 1, 1)
+    assert not session_exists("cache", KEY_32) and session_exists("cache", kept)
