@@ -41,17 +41,18 @@ def glob_escape(text):
 
 
 def scan_batches(client, pattern, batch_size):
-    """Lists of about batch_size raw keys (bytes) matching the glob `pattern`, never all at once.
+    """Lists of at most batch_size raw keys (bytes) matching the glob `pattern`, never all at once.
     A key deleted after it was listed is fine; SCAN still returns each key present throughout."""
     batch, cursor = [], 0
     while True:
         cursor, keys = client.scan(cursor, match=pattern, count=UNLINK_CHUNK)
         batch += keys
-        if len(batch) >= batch_size or cursor == 0:
+        while len(batch) >= batch_size:  # one SCAN may return more than a batch
+            yield batch[:batch_size]
+            batch = batch[batch_size:]
+        if cursor == 0:
             if batch:
                 yield batch
-            batch = []
-        if cursor == 0:
             return
 
 

@@ -185,3 +185,11 @@ def test_a_value_the_cache_cannot_load_is_an_undecodable_session(settings, tmp_p
     counts = purge(detect_engine(), resolve_keep_rule(keep_staff=True))
     assert (counts.undecodable, counts.kept, counts.deleted_active) == (1, 1, 1)
     assert not session_exists("cache", KEY_32) and session_exists("cache", kept)
+
+
+def test_the_lock_hears_from_the_purge_every_batch(store, users):
+    for _ in range(7):
+        new_session(store, users["alice"], logged_in_at=timezone.now())
+    beats = []
+    counts = purge(detect_engine(), KeepRule(), batch_size=2, heartbeat=lambda: beats.append(1))
+    assert counts.deleted_active == 7 and len(beats) >= 4
