@@ -15,6 +15,7 @@ db path's assumption: common.saved_since), so one whose expiry is before saved_s
 before it and goes unread; only those saved since are read and decoded, and spared when their
 session began after `before`.
 """
+import pickle
 from datetime import timedelta
 
 from django.utils import timezone
@@ -30,7 +31,6 @@ def check(engine):
 def purge(engine, keep, dry_run, batch_size, heartbeat, before):
     cache = listable_cache(engine)
     client = client_of(cache)
-    loads = cache._cache._serializer.loads  # how Django's RedisCache stores values
     pattern = glob_escape(cache.make_key(engine.store_class.cache_key_prefix)) + SESSION_KEY_GLOB
     decode = dry_run or keep.keeps_anyone
     before_ts = before.timestamp() if before is not None else None
@@ -46,7 +46,7 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
                     raw = values[key]
                     if raw is None:
                         continue  # gone since it was listed: expired or logged out
-                    session = _session_of(loads, raw)
+                    session = _session_of(raw)
                     if key in recent and counts.spares(session, before_ts):
                         continue
                     if decode and counts.tally(session, keep):
@@ -70,10 +70,16 @@ def _maybe_saved_since(client, keys, before):
             if ttl < 0 or now + timedelta(milliseconds=ttl) >= bound}
 
 
-def _session_of(loads, raw):
-    """The session dict a stored value holds; None (undecodable) for anything else."""
+def _session_of(raw):
+    """The session dict a stored value holds; None (undecodable) for anything else.
+
+    Django's RedisCache stores an int as its digits and anything else pickled (its RedisSerializer),
+    so a session always starts with pickle's PROTO opcode; its loads() tries int() first, which
+    costs an exception per session (measured: a sixth of a --keep-staff run)."""
+    if raw[:1] != b"\x80":
+        return None
     try:
-        value = loads(raw)
+        value = pickle.loads(raw)
     except Exception:  # not written by Django's RedisCache: whatever the error, not a session
         return None
     return value if isinstance(value, dict) else None
