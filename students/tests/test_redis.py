@@ -64,3 +64,28 @@ def test_cache_engine_on_a_cache_that_cannot_list_keys_is_refused(settings, tmp_
     assert is_signed_in(alice, "alice"), "a refused run must change nothing"
     from students.models import LogoutRun
     assert not LogoutRun.objects.exists()
+
+
+def test_unrelated_keys_in_the_same_database_survive(redis_engine, redis_server, users):
+    server = redis_py.Redis.from_url(redis_server)
+    key = "u" * 32
+    unrelated = [
+        "unrelated-key",                                              # not Django's
+        f"otherprefix:1:django.contrib.sessions.cache{key}",          # another site's sessions
+        f"otherprefix:1:django.contrib.sessions.cached_db{key}",
+        f"lcstats:2:django.contrib.sessions.cache{key}",              # another cache VERSION
+        f"lcstats:2:django.contrib.sessions.cached_db{key}",
+        f"lcstats:1:django.contrib.sessions.cache{key}x",             # not a session key's length
+        f"lcstats:1:django.contrib.sessions.cache{key[:31]}",
+    ]
+    if redis_engine == "cache":
+        unrelated.append(f"lcstats:1:django.contrib.sessions.cached_db{key}")  # the other engine's
+    for name in unrelated:
+        server.set(name, b"planted")
+    alice, teacher = login("alice"), login("teacher")
+    run("--keep-staff")
+    run("--dry-run")
+    run()
+    assert set(session_keys_in_redis(redis_server, redis_engine)) <= {name.encode() for name in unrelated}
+    assert not is_signed_in(alice, "alice") and not is_signed_in(teacher, "teacher")
+    assert [server.get(name) for name in unrelated] == [b"planted"] * len(unrelated)

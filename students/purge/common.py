@@ -1,0 +1,113 @@
+"""What every engine's purge shares: the Counts it returns, and the small rules they all apply."""
+import string
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+
+from django.conf import settings
+
+from students.selection import began_before, user_id_of
+
+DEFAULT_BATCH_SIZE = 20_000
+SESSION_KEY_CHARS = frozenset(string.ascii_lowercase + string.digits)  # what Django's session keys use
+
+
+@dataclass
+class Counts:
+    """What a purge saw and did. The live split (authenticated/anonymous/undecodable) is only
+    known when sessions were decoded: on a dry run, or when someone is kept."""
+
+    authenticated: int = 0
+    anonymous: int = 0
+    undecodable: int = 0
+    expired: int = 0
+    kept: int = 0
+    deleted_active: int = 0
+    deleted_expired: int = 0
+    spared: int = 0  # live, but began after the scheduled instant the run stands for
+    decoded: bool = False
+    note: str = ""
+
+    def tally_data(self, decoder, data, keep, verify_all=False):
+        """Decode and count one live session's stored data; True when the rule keeps it.
+
+        Only sessions that would be kept pay for the signature check, unless verify_all (dry runs,
+        so their undecodable count is exact)."""
+        if verify_all:
+            return self.tally(decoder.decode(data), keep)
+        session = decoder.peek(data)
+        user_id = user_id_of(session)
+        if keep.keeps(user_id):  # claims a kept user: believe it only if the signature holds
+            return self.tally(decoder.decode(data), keep)
+        # Not kept whatever the signature says: count it as peeked (this runs per row, so inline).
+        self.decoded = True
+        if session is None:
+            self.undecodable += 1
+        elif user_id is None:
+            self.anonymous += 1
+        else:
+            self.authenticated += 1
+        return False
+
+    def tally(self, session, keep):
+        """Count one live, decoded session (None = undecodable); True when the rule keeps it."""
+        self.decoded = True
+        if session is None:
+            self.undecodable += 1  # never kept: we cannot tell whose it is
+            return False
+        user_id = user_id_of(session)
+        if user_id is None:
+            self.anonymous += 1
+            return False
+        self.authenticated += 1
+        if keep.keeps(user_id):
+            self.kept += 1
+            return True
+        return False
+
+    def spares(self, session, before):
+        """For a scheduled run: True (and counted) when this live, decoded session did not begin
+        before epoch `before` (selection.began_before), so the run leaves it alone."""
+        if before is None or session is None or began_before(session, before):
+            return False
+        self.decoded = True
+        self.spared += 1
+        if user_id_of(session) is None:
+            self.anonymous += 1
+        else:
+            self.authenticated += 1
+        return True
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def noop():
+    pass
+
+
+@contextmanager
+def failing_says_what_was_done(counts):
+    """An error part-way through a purge carries the counts so far (exc.counts_so_far), so the
+    run can say what it deleted before it stopped."""
+    try:
+        yield
+    except Exception as exc:
+        exc.counts_so_far = counts
+        raise
+
+
+def saved_since(before):
+    """The expiry date from which a session was last saved at or after `before`.
+
+    Django stores a session's expiry as its save time + SESSION_COOKIE_AGE (a row's expire_date, a
+    Redis key's TTL; a file's mtime is the save time itself), and a session is never saved before
+    it began. So one whose expiry is earlier than this began before `before` and can go without
+    decoding. This holds while nobody calls set_expiry: a shorter custom expiry, or an age raised
+    while sessions were stored, makes a session look older than it is."""
+    return before + timedelta(seconds=settings.SESSION_COOKIE_AGE)
+
+
+def is_session_key(key):
+    """Django's own keys (8+ lowercase letters and digits); its temp files and foreign names fail."""
+    return len(key) >= 8 and set(key) <= SESSION_KEY_CHARS

@@ -1,0 +1,98 @@
+"""The file engine: the session files under SESSION_FILE_PATH whose names are the cookie name
+followed by a session key (other files in the folder, Django's temp files included, are left alone).
+
+Full purge (nobody kept, not a dry run): os.scandir the folder, stat and unlink each session file.
+Nothing is read. Floor: os.scandir + unlink of the prefixed files.
+
+Counting without decoding: a file's modification time is its last save, so it counts as expired
+when mtime + SESSION_COOKIE_AGE has passed (what the store shows without reading it). A session
+with a custom set_expiry is counted by that same rule, even on a dry run, so that a dry run
+predicts the real run's counts; either way it is deleted. The live split is only known when
+files are read: on a dry run, or when someone is kept.
+
+A scheduled run (`before`): a file last modified before `before` was saved, hence began, before
+it and goes unread (common.saved_since: the same assumption as the db path); only files saved
+since are read and decoded, and spared when their session began after `before`. Ages are taken
+on the file system's clock (time.time() - mtime), so they compare with Django's clock even where
+a test pins it.
+"""
+import os
+import tempfile
+import time
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
+
+from students.purge.common import Counts, failing_says_what_was_done, is_session_key
+from students.selection import Decoder
+
+
+def purge(engine, keep, dry_run, batch_size, heartbeat, before):
+    # From the setting, not store_class._get_storage_path(): that one caches the first answer.
+    folder = settings.SESSION_FILE_PATH or tempfile.gettempdir()
+    if not os.path.isdir(folder):
+        raise ImproperlyConfigured(f"SESSION_FILE_PATH {folder!r} is not an existing folder")
+    prefix = settings.SESSION_COOKIE_NAME
+    decoder = Decoder(engine.store_class)
+    decode = dry_run or keep.keeps_anyone
+    cookie_age = settings.SESSION_COOKIE_AGE
+    # A file saved longer ago than this (seconds) was saved before `before`.
+    before_age = (timezone.now() - before).total_seconds() if before is not None else None
+    before_ts = before.timestamp() if before is not None else None
+    counts = Counts()
+    with failing_says_what_was_done(counts):
+        with os.scandir(folder) as entries:
+            now = time.time()
+            for seen, entry in enumerate(entries, 1):
+                if seen % batch_size == 0:
+                    heartbeat()
+                name = entry.name
+                if not (name.startswith(prefix) and is_session_key(name[len(prefix):])
+                        and entry.is_file(follow_symlinks=False)):  # d_type from the listing: no stat
+                    continue
+                try:
+                    age = now - entry.stat().st_mtime
+                except FileNotFoundError:
+                    continue  # removed meanwhile (logout, clearsessions)
+                if age >= cookie_age:
+                    counts.expired += 1
+                    if not dry_run and _unlink(entry.path):
+                        counts.deleted_expired += 1
+                    continue
+                recent = before_age is not None and age <= before_age
+                if recent or decode:
+                    data = _read(entry.path)
+                    if data is None:
+                        continue
+                    if recent or not data:
+                        session = decoder.decode(data) if data else {}  # Django loads an empty file as {}
+                        if (recent and counts.spares(session, before_ts)) or (
+                                decode and counts.tally(session, keep)):
+                            continue
+                    elif counts.tally_data(decoder, data, keep, verify_all=dry_run):
+                        continue
+                if not dry_run and _unlink(entry.path):
+                    counts.deleted_active += 1
+        heartbeat()
+    counts.decoded = decode
+    return counts
+
+
+def _read(path):
+    """The file's text; "\\0" (undecodable) when it cannot be read as text; None when gone."""
+    try:
+        with open(path, encoding="ascii") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None  # removed meanwhile (logout, clearsessions)
+    except (OSError, UnicodeDecodeError):
+        return "\0"
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
