@@ -796,7 +796,7 @@ def main():
         write_doc(args.doc, args.backend, text)
     if args.json:
         Path(args.json).write_text(json.dumps({"backend": args.backend, "n": args.n, "counts": fill.counts,
-                                               "results": results}, indent=2))
+                                               "versions": info, "results": results}, indent=2))
     bad = [n for n, r in results.items() if not r["ok"]]
     if bad:
         print(f"WRONG result (what is left) for: {', '.join(bad)}", file=sys.stderr)
