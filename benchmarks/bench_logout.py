@@ -407,17 +407,25 @@ class FileSessions:
     def refill(self, fill):
         from django.conf import settings
 
-        shutil.rmtree(self.folder, ignore_errors=True)
-        self.folder.mkdir()
+        # Empty the folder but keep it, as a site's session folder is an old one, not a fresh directory.
+        with os.scandir(self.folder) as entries:
+            for entry in entries:
+                shutil.rmtree(entry.path) if entry.is_dir(follow_symlinks=False) else os.unlink(entry.path)
         prefix = settings.SESSION_COOKIE_NAME
         for key, text, expire, _ in fill.rows:
-            path = self.folder / (prefix + key)
-            path.write_text(text, encoding="ascii")
-            saved = utc_timestamp(expire) - SESSION_COOKIE_AGE
-            os.utime(path, (saved, saved))
+            # os-level calls: ~10x faster here than open() + utime(path), which matters at 200k files a refill
+            fd = os.open(self.folder / (prefix + key), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                os.write(fd, text.encode("ascii"))
+                saved = utc_timestamp(expire) - SESSION_COOKIE_AGE
+                os.utime(fd, (saved, saved))
+            finally:
+                os.close(fd)
         for name, text in UNRELATED_FILES.items():
             (self.folder / name).parent.mkdir(exist_ok=True)
             (self.folder / name).write_text(text)
+        # Written out now, so no approach pays for (or skips, by unlinking first) the pending writeback.
+        os.sync()
 
     def check_format(self, fill):
         from django.contrib.sessions.backends.file import SessionStore
