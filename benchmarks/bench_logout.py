@@ -343,6 +343,17 @@ class PostgresTarget:
         connection.close()
 
 
+def count_sessions():
+    """How many rows django_session holds (bench_site_up.py counts them while the site runs)."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM django_session")
+        n = cur.fetchone()[0]
+    connection.close()
+    return n
+
+
 def table_keys():
     """The session keys left in django_session."""
     from django.db import connection
