@@ -12,8 +12,9 @@ in its own child process so one approach's memory never shows up in another's fi
                      db         one raw SQL `DELETE FROM django_session`
                      cached_db  one `DELETE ... RETURNING session_key`, then UNLINK of those cache keys
                                 in batches of 1,000, pipelined
-                     cache      SCAN MATCH the session keys + UNLINK in batches of 1,000, pipelined
-                     file       os.scandir + unlink of the files named <cookie name><session key>
+                     cache      SCAN MATCH the session keys (32 key chars after the engine's prefix)
+                                + UNLINK in batches of 1,000, pipelined
+                     file       os.scandir + unlink of the regular files named <cookie name><session key>
   naive            Session.objects.all().delete() then `clearsessions` (db and cached_db only)
   per_session      SessionStore(key).delete() for every key (what ansible/awx's expire_sessions does);
                    with --per-session-limit it runs on the first K keys and the time is extrapolated
@@ -71,22 +72,24 @@ MIX = [("staff", 0.005), ("student", 0.600), ("anonymous", 0.195), ("expired_use
        ("expired_anonymous", 0.060)]
 ANONYMOUS_DATA = [{"django_language": "ga"}, {"django_language": "en-gb"},
                   {"_messages": '[["__json_message",0,20,"Please log in to see your statistics."]]'}]
+KEY = "0123456789abcdefghijklmnopqrstuv"  # shaped like a Django session key: 32 of [0-9a-z]
 # Keys of other tenants of the session cache's Redis database, which no purge may touch: other
-# programs, other Django cache entries, and session-looking keys under another version or KEY_PREFIX.
+# programs, other Django cache entries, session-looking keys under another version or KEY_PREFIX (the
+# bench's own cache settings: KEY_PREFIX "", VERSION 1).
 UNRELATED_REDIS = {
     "celery-task-meta-5a1c": b"another program's key",
     ":1:students:statistics-page": b"a Django cache entry of the site",
-    ":2:django.contrib.sessions.cache0123456789abcdefghijklmnopqrstuv": b"a session of another VERSION",
-    ":2:django.contrib.sessions.cached_db0123456789abcdefghijklmnopqrstuv": b"a session of another VERSION",
-    "othersite:1:django.contrib.sessions.cache0123456789abcdefghijklmnopqrstuv": b"another KEY_PREFIX",
-    "othersite:1:django.contrib.sessions.cached_db0123456789abcdefghijklmnopqrstuv": b"another KEY_PREFIX",
+    f":2:django.contrib.sessions.cache{KEY}": b"a session of another VERSION",
+    f":2:django.contrib.sessions.cached_db{KEY}": b"a session of another VERSION",
+    f"othersite:1:django.contrib.sessions.cache{KEY}": b"another KEY_PREFIX",
+    f"othersite:1:django.contrib.sessions.cached_db{KEY}": b"another KEY_PREFIX",
 }
 # Files beside the sessions in SESSION_FILE_PATH that are not sessions (the cookie name is sessionid).
 UNRELATED_FILES = {
     "README.txt": "another program's file",
     "sessionid-export.csv": "the cookie name, but no session key after it",
-    "sessionid0123456789abcdefghijklmnopqrstuv_out_k2x9": "a save in progress: Django's temp file",
-    "archive/sessionid0123456789abcdefghijklmnopqrstuv": "a session-named file in a subfolder",
+    f"sessionid{KEY}_out_k2x9": "a save in progress: Django's temp file",
+    f"archive/sessionid{KEY}": "a session-named file in a subfolder",
 }
 
 
@@ -128,9 +131,12 @@ def glob_escape(text):
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
+# Django makes every session key of 32 VALID_KEY_CHARS (lowercase letters and digits).
+SESSION_KEY_GLOB = "[0-9a-z]" * 32
+
+
 def is_session_key(text):
-    """Django's session keys: lowercase letters and digits (VALID_KEY_CHARS), 8 or more."""
-    return len(text) >= 8 and text.isalnum() and text.isascii() and text == text.lower()
+    return len(text) == 32 and text.isalnum() and text.isascii() and text == text.lower()
 
 
 # ---------------------------------------------------------------- the fill
@@ -404,7 +410,8 @@ class RedisSessions:
 
     def keys(self):
         head = session_cache_head()
-        return {raw.decode()[len(head):] for raw in self.client.scan_iter(match=glob_escape(head) + "*", count=10000)}
+        pattern = glob_escape(head) + SESSION_KEY_GLOB
+        return {raw.decode()[len(head):] for raw in self.client.scan_iter(match=pattern, count=10000)}
 
     def unrelated_missing(self):
         values = self.client.mget(list(UNRELATED_REDIS))
@@ -455,13 +462,14 @@ class FileSessions:
         from django.conf import settings
 
         prefix = settings.SESSION_COOKIE_NAME
+        planted = {name.split("/")[0] for name in UNRELATED_FILES}
         return {name[len(prefix):] for name in os.listdir(self.folder)
-                if name.startswith(prefix) and name not in UNRELATED_FILES}
+                if name.startswith(prefix) and name not in planted}
 
     def unrelated_missing(self):
         def intact(name, text):
             path = self.folder / name
-            return path.is_file() and path.read_text() == text
+            return path.is_file() and not path.is_symlink() and path.read_text() == text
         return [name for name, text in UNRELATED_FILES.items() if not intact(name, text)]
 
 
@@ -580,7 +588,7 @@ def floor_for(engine):
         head = session_cache_head()
         if engine == "cache":
             def floor():
-                unlink_all(client, client.scan_iter(match=glob_escape(head) + "*", count=FLOOR_BATCH))
+                unlink_all(client, client.scan_iter(match=glob_escape(head) + SESSION_KEY_GLOB, count=FLOOR_BATCH))
         else:
             def floor():
                 with connection.cursor() as cur:
