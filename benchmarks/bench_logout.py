@@ -1,23 +1,35 @@
 #!/usr/bin/env python3
-"""Time `logout_all_users` against the raw-SQL floor and two common peers, side by side.
+"""Time `logout_all_users` against the floor of its session engine and two common peers, side by side.
 
-For one backend (sqlite, postgres, or cached_db on PostgreSQL + Redis) it fills django_session with
-N sessions in a realistic mix (live students, live staff, anonymous, expired; data encoded by Django's
-own SessionStore), then runs each approach on an identical refill, each in its own child process so one
-approach's memory never shows up in another's figure:
+Backends (--backend): sqlite and postgres (the db engine), cached_db-redis (cached_db on PostgreSQL +
+Django's RedisCache), cache-redis (the cache engine on Django's RedisCache; users and run records in
+SQLite) and file (the file engine, SESSION_FILE_PATH a fresh folder in the benchmark's temp folder; users
+in SQLite). It fills the store with N sessions in a realistic mix (live students, live staff, anonymous,
+expired; data encoded by Django's own SessionStore), then runs each approach on an identical refill, each
+in its own child process so one approach's memory never shows up in another's figure:
 
-  floor            one raw SQL `DELETE FROM django_session`
-  naive            Session.objects.all().delete() then `clearsessions`
+  floor            the cheapest correct purge of that store, nothing decoded:
+                     db         one raw SQL `DELETE FROM django_session`
+                     cached_db  one `DELETE ... RETURNING session_key`, then UNLINK of those cache keys
+                                in batches of 1,000, pipelined
+                     cache      SCAN MATCH the session keys (32 key chars after the engine's prefix)
+                                + UNLINK in batches of 1,000, pipelined
+                     file       os.scandir + unlink of the regular files named <cookie name><session key>
+  naive            Session.objects.all().delete() then `clearsessions` (db and cached_db only)
   per_session      SessionStore(key).delete() for every key (what ansible/awx's expire_sessions does);
                    with --per-session-limit it runs on the first K keys and the time is extrapolated
+                   (db and cached_db only)
   ours             `logout_all_users`
   ours_keep_staff  `logout_all_users --keep-staff`
   ours_late        `logout_all_users --scheduled` fired 6 hours late (a recorded schedule whose latest
-                   time was 6 h ago): it spares sessions that began after that time, so it pages
-                   through the rows and decodes those saved since (about 6 h / 13 days of the fill)
+                   time was 6 h ago): it spares sessions that began after that time, so it decodes
+                   those saved since (about 6 h / 13 days of the fill)
 
-It prints a table (median wall time, ratio to the floor, peak RSS of the child, sessions and cache keys
-left) and the command that reproduces it; --doc writes the table into docs/benchmarks.md.
+Before each approach it plants unrelated Redis keys (other key prefixes, versions, cache entries) or
+unrelated files in the session folder; after it, it checks what is left: exactly the sessions the
+approach must keep (by key, against the fill), no cache key but those, and every unrelated key or file
+untouched. It prints a table (median wall time, ratio to the floor, cost per session, peak RSS of the
+child, what is left) and the command that reproduces it; --doc writes the table into docs/benchmarks.md.
 
     .venv/bin/python benchmarks/bench_logout.py --backend sqlite -n 1000000 --doc docs/benchmarks.md
 
@@ -29,6 +41,7 @@ import datetime as dt
 import io
 import json
 import os
+import pickle
 import platform
 import random
 import resource
@@ -46,23 +59,49 @@ REPO = HERE.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 APPROACHES = ["floor", "naive", "per_session", "ours", "ours_keep_staff", "ours_late"]
-SESSION_PREFIX = "django.contrib.sessions.cached_db"  # cached_db's cache key prefix
+# SESSION_ENGINE of each backend; the peers that need the session table run only where there is one.
+ENGINES = {"sqlite": "db", "postgres": "db", "cached_db-redis": "cached_db", "cache-redis": "cache",
+           "file": "file"}
+TABLE_ONLY = {"naive", "per_session"}
 BENCH_PASSWORD = "bench-password-1"  # every generated user has it, so bench_site_up can log in
+SESSION_COOKIE_AGE = 14 * 86400  # Django's default, which lcstats keeps: a save sets expiry = save + this
+FLOOR_BATCH = 1000  # keys per UNLINK in the Redis floors
 # The mix of a busy term-time site: most sessions belong to logged-in students, a few to staff,
 # some are anonymous (language choice, messages), a fifth are expired and waiting for clearsessions.
 MIX = [("staff", 0.005), ("student", 0.600), ("anonymous", 0.195), ("expired_user", 0.140),
        ("expired_anonymous", 0.060)]
 ANONYMOUS_DATA = [{"django_language": "ga"}, {"django_language": "en-gb"},
                   {"_messages": '[["__json_message",0,20,"Please log in to see your statistics."]]'}]
+KEY = "0123456789abcdefghijklmnopqrstuv"  # shaped like a Django session key: 32 of [0-9a-z]
+# Keys of other tenants of the session cache's Redis database, which no purge may touch: other
+# programs, other Django cache entries, session-looking keys under another version or KEY_PREFIX (the
+# bench's own cache settings: KEY_PREFIX "", VERSION 1).
+UNRELATED_REDIS = {
+    "celery-task-meta-5a1c": b"another program's key",
+    ":1:students:statistics-page": b"a Django cache entry of the site",
+    f":2:django.contrib.sessions.cache{KEY}": b"a session of another VERSION",
+    f":2:django.contrib.sessions.cached_db{KEY}": b"a session of another VERSION",
+    f"othersite:1:django.contrib.sessions.cache{KEY}": b"another KEY_PREFIX",
+    f"othersite:1:django.contrib.sessions.cached_db{KEY}": b"another KEY_PREFIX",
+}
+# Files beside the sessions in SESSION_FILE_PATH that are not sessions (the cookie name is sessionid).
+UNRELATED_FILES = {
+    "README.txt": "another program's file",
+    "sessionid-export.csv": "the cookie name, but no session key after it",
+    f"sessionid{KEY}_out_k2x9": "a save in progress: Django's temp file",
+    f"archive/sessionid{KEY}": "a session-named file in a subfolder",
+}
 
 
 # ---------------------------------------------------------------- environment and Django
-def configure(backend, database_url, cache_url):
+def configure(backend, database_url, cache_url, session_folder=None):
     """Point lcstats.settings at the benchmark's servers (must run before django.setup())."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "lcstats.settings"
     os.environ["DATABASE_URL"] = database_url
     os.environ["CACHE_URL"] = cache_url
-    os.environ["SESSION_ENGINE"] = "cached_db" if backend == "cached_db-redis" else "db"
+    os.environ["SESSION_ENGINE"] = ENGINES[backend]
+    if session_folder:
+        os.environ["SESSION_FILE_PATH"] = str(session_folder)
     os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark-only-secret-key-" + "x" * 40)
     os.environ.setdefault("DJANGO_LOG_LEVEL", "WARNING")
 
@@ -77,15 +116,42 @@ def peak_rss_kb():
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
+def session_cache_head():
+    """The Redis key of session `` on this engine: make_key(<engine's cache key prefix>)."""
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.core.cache import caches
+
+    prefix = import_module(settings.SESSION_ENGINE).KEY_PREFIX
+    return caches[settings.SESSION_CACHE_ALIAS].make_key(prefix)
+
+
+def glob_escape(text):
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+# Django makes every session key of 32 VALID_KEY_CHARS (lowercase letters and digits).
+SESSION_KEY_GLOB = "[0-9a-z]" * 32
+
+
+def is_session_key(text):
+    return len(text) == 32 and text.isalnum() and text.isascii() and text == text.lower()
+
+
 # ---------------------------------------------------------------- the fill
 class Fill:
-    """N sessions, generated once from a seed and loaded again, identically, before each approach."""
+    """N sessions, generated once from a seed and loaded again, identically, before each approach.
 
-    def __init__(self, n, seed=1):
+    live_only: no expired sessions (the cache engine: Redis drops a key when its TTL runs out)."""
+
+    def __init__(self, n, seed=1, live_only=False):
         self.n = n
         self.seed = seed
-        self.counts = {kind: 0 for kind, _ in MIX}
-        self.rows = []  # (session_key, session_data, expire_date as naive UTC datetime)
+        self.mix = [(kind, share) for kind, share in MIX if not (live_only and kind.startswith("expired"))]
+        self.counts = {kind: 0 for kind, _ in self.mix}
+        self.rows = []  # (session_key, session_data, expire_date as naive UTC datetime, decoded data)
+        self.keys_of = {kind: set() for kind, _ in self.mix}
 
     def create_users(self):
         """One user per ten sessions; 1 in 500 is staff. Returns (student ids, staff ids)."""
@@ -112,6 +178,8 @@ class Fill:
 
         from students.cutoff import LOGIN_TIME_KEY
 
+        if settings.SESSION_COOKIE_AGE != SESSION_COOKIE_AGE:
+            raise RuntimeError(f"the fill assumes SESSION_COOKIE_AGE = {SESSION_COOKIE_AGE}")
         students, staff, _ = self.create_users()
         store = import_module(settings.SESSION_ENGINE).SessionStore()
         user_hash = User.objects.get(id=students[0]).get_session_auth_hash()  # same password for all
@@ -130,16 +198,16 @@ class Fill:
         sign = session_signer(store)
         rng = random.Random(self.seed)
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-        cumulative, total = [], 0.0
-        for kind, share in MIX:
+        cumulative, total, whole = [], 0.0, sum(share for _, share in self.mix)
+        for kind, share in self.mix:
             total += share
-            cumulative.append((total, kind))
-        self.cache_entries = []  # (session_key, decoded data) for live sessions: what cached_db caches
+            cumulative.append((total / whole, kind))
         for _ in range(self.n):
             r = rng.random()
             kind = next((k for c, k in cumulative if r < c), cumulative[-1][1])
             self.counts[kind] += 1
             key = "%032x" % rng.getrandbits(128)
+            self.keys_of[kind].add(key)
             if kind in ("student", "expired_user"):
                 uid = rng.choice(students)
                 data, text = self.payloads[uid], encoded[uid]
@@ -152,25 +220,45 @@ class Fill:
                 expire = now - dt.timedelta(seconds=rng.uniform(60, 30 * 86400))
             else:
                 expire = now + dt.timedelta(seconds=rng.uniform(86400, 14 * 86400))
-                self.cache_entries.append((key, data))
-            # Saved when it was last modified: 14 days (SESSION_COOKIE_AGE) before it expires.
-            self.rows.append((key, sign(text, expire.timestamp() - 14 * 86400), expire))
+            # Saved when it was last modified: SESSION_COOKIE_AGE before it expires.
+            self.rows.append((key, sign(text, utc_timestamp(expire) - SESSION_COOKIE_AGE), expire, data))
         sample = self.rows[0]
-        if store.decode(sample[1]) == {}:
+        if store.decode(sample[1]) != sample[3]:
             raise RuntimeError("generated session data does not decode: Django's signing format changed?")
 
-    def expected_left(self, approach):
-        return self.counts["staff"] if approach == "ours_keep_staff" else 0
+    @property
+    def live_rows(self):
+        """What cached_db (and the cache engine) holds in Redis: every live session."""
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        return [row for row in self.rows if row[2] > now]
 
-    def correct(self, approach, left, keys):
-        """Sessions left as expected; for ours, no cache key left but those of kept sessions.
-        ours_late spares anonymous sessions saved since the time it stands for (every login in the
-        fill is a day old, so no signed-in one): at most the live anonymous ones, none signed in."""
+    def must_keep(self, approach):
+        return self.keys_of["staff"] if approach == "ours_keep_staff" else set()
+
+    def judge(self, approach, left):
+        """What is wrong with what an approach left (empty: nothing). ours_late spares anonymous
+        sessions saved since the time it stands for (every login in the fill is a day old, so no
+        signed-in one): some of the live anonymous ones, nothing else."""
+        wrong = []
         if approach == "ours_late":
-            return left <= self.counts["anonymous"] and signed_in_left() == 0
-        if left != self.expected_left(approach):
-            return False
-        return keys is None or not approach.startswith("ours") or keys <= self.expected_left(approach)
+            if not left["sessions"] <= self.keys_of["anonymous"]:
+                wrong.append(f"{len(left['sessions'] - self.keys_of['anonymous']):,} non-anonymous sessions left")
+        elif left["sessions"] != self.must_keep(approach):
+            wrong.append(f"sessions left: {len(left['sessions']):,}, of which "
+                         f"{len(left['sessions'] - self.must_keep(approach)):,} should be gone and "
+                         f"{len(self.must_keep(approach) - left['sessions']):,} kept ones are missing")
+        # cached_db: no cache key may outlive its row (Session.objects.all().delete() leaves them all).
+        if left["cache_keys"] is not None and approach != "naive":
+            stale = left["cache_keys"] - left["sessions"]
+            if stale:
+                wrong.append(f"{len(stale):,} cache keys of deleted sessions left")
+        if left["unrelated_missing"]:
+            wrong.append("unrelated deleted or changed: " + ", ".join(left["unrelated_missing"]))
+        return wrong
+
+
+def utc_timestamp(naive_utc):
+    return naive_utc.replace(tzinfo=dt.timezone.utc).timestamp()
 
 
 def session_signer(store):
@@ -198,13 +286,16 @@ def session_signer(store):
     return sign
 
 
+# ---------------------------------------------------------------- where the sessions live
 class SQLiteTarget:
-    """Fill a template database once; each run copies it, so every approach sees the same file."""
+    """Fill a template database once; each run copies it, so every approach sees the same file.
+    The session table gets the fill's rows only when the engine keeps sessions there."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, with_sessions=True):
         self.path = Path(workdir) / "bench.sqlite3"
         self.template = Path(workdir) / "template.sqlite3"
         self.url = f"sqlite:///{self.path}"
+        self.with_sessions = with_sessions
 
     def load_once(self, fill):
         from django.db import connection, transaction
@@ -213,7 +304,7 @@ class SQLiteTarget:
         with transaction.atomic(), connection.cursor() as cur:
             cur.executemany("INSERT INTO django_session (session_key, session_data, expire_date) "
                             "VALUES (%s, %s, %s)",
-                            ((k, d, e.isoformat(" ")) for k, d, e in fill.rows))
+                            ((k, d, e.isoformat(" ")) for k, d, e, _ in fill.rows if self.with_sessions))
         connection.close()
         shutil.copyfile(self.path, self.template)
 
@@ -237,7 +328,7 @@ class PostgresTarget:
 
     def load_once(self, fill):
         buf = io.StringIO()
-        for k, d, e in fill.rows:
+        for k, d, e, _ in fill.rows:
             buf.write(f"{k}\t{d}\t{e.isoformat(' ')}+00\n")
         self.copy_data = buf.getvalue()
         self.refill(fill)
@@ -258,36 +349,8 @@ class PostgresTarget:
         connection.close()
 
 
-def fill_cache(fill):
-    """What cached_db holds on a live site: every live session, under its cache key."""
-    from django.conf import settings
-    from django.core.cache import caches
-
-    cache = caches[settings.SESSION_CACHE_ALIAS]
-    cache.clear()
-    entries = fill.cache_entries
-    for i in range(0, len(entries), 2000):
-        cache.set_many({SESSION_PREFIX + k: d for k, d in entries[i:i + 2000]},
-                       timeout=settings.SESSION_COOKIE_AGE)
-
-
-def count_cache_keys(cache_url):
-    import redis
-
-    client = redis.Redis.from_url(cache_url)
-    return sum(1 for _ in client.scan_iter(match=f"*{SESSION_PREFIX}*", count=10000))
-
-
-def signed_in_left():
-    """How many sessions left in the table belong to a user (decoded one by one: few are left)."""
-    from django.contrib.sessions.models import Session
-
-    from students.selection import user_id_of
-
-    return sum(1 for s in Session.objects.iterator() if user_id_of(s.get_decoded()) is not None)
-
-
 def count_sessions():
+    """How many rows django_session holds (bench_site_up.py counts them while the site runs)."""
     from django.db import connection
 
     with connection.cursor() as cur:
@@ -295,6 +358,155 @@ def count_sessions():
         n = cur.fetchone()[0]
     connection.close()
     return n
+
+
+def table_keys():
+    """The session keys left in django_session."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT session_key FROM django_session")
+        keys = {k for (k,) in cur.fetchall()}
+    connection.close()
+    return keys
+
+
+class RedisSessions:
+    """The live sessions in Redis as the engine (cache) or its cache (cached_db) keeps them: under
+    make_key(<engine prefix> + key), pickled as Django's RedisCache pickles, each with the TTL its last
+    save gave it (expiry - now), beside the unrelated keys of UNRELATED_REDIS."""
+
+    def __init__(self, url):
+        import redis
+
+        self.client = redis.Redis.from_url(url)
+
+    def refill(self, fill):
+        self.client.flushdb()
+        head = session_cache_head()
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        pickled = {}  # one pickle per distinct payload (each user's, each anonymous kind)
+        pipe = self.client.pipeline(transaction=False)
+        for i, (key, _, expire, data) in enumerate(fill.live_rows, 1):
+            if id(data) not in pickled:
+                pickled[id(data)] = pickle.dumps(data, pickle.HIGHEST_PROTOCOL)
+            pipe.set(head + key, pickled[id(data)], ex=int((expire - now).total_seconds()))
+            if i % 5000 == 0:
+                pipe.execute()
+        pipe.mset(UNRELATED_REDIS)
+        pipe.execute()
+
+    def check_format(self, fill):
+        """The fill reads back through Django's own cache, as the session engine would read it."""
+        from importlib import import_module
+
+        from django.conf import settings
+        from django.core.cache import caches
+
+        key, _, _, data = fill.live_rows[0]
+        prefix = import_module(settings.SESSION_ENGINE).KEY_PREFIX
+        if caches[settings.SESSION_CACHE_ALIAS].get(prefix + key) != data:
+            raise RuntimeError("a session written to Redis does not read back through Django's cache")
+
+    def keys(self):
+        head = session_cache_head()
+        pattern = glob_escape(head) + SESSION_KEY_GLOB
+        return {raw.decode()[len(head):] for raw in self.client.scan_iter(match=pattern, count=10000)}
+
+    def unrelated_missing(self):
+        values = self.client.mget(list(UNRELATED_REDIS))
+        return [k for (k, v), got in zip(UNRELATED_REDIS.items(), values) if got != v]
+
+
+class FileSessions:
+    """Session files as Django's file engine writes them (<cookie name><key>, the signed data, the
+    modification time of its last save), in a folder of their own, beside UNRELATED_FILES."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+
+    def refill(self, fill):
+        from django.conf import settings
+
+        # Empty the folder but keep it, as a site's session folder is an old one, not a fresh directory.
+        with os.scandir(self.folder) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+        prefix = settings.SESSION_COOKIE_NAME
+        for key, text, expire, _ in fill.rows:
+            # os-level calls: no text layer, and the time set on the open file (200k files a refill)
+            fd = os.open(self.folder / (prefix + key), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                os.write(fd, text.encode("ascii"))
+                saved = utc_timestamp(expire) - SESSION_COOKIE_AGE
+                os.utime(fd, (saved, saved))
+            finally:
+                os.close(fd)
+        for name, text in UNRELATED_FILES.items():
+            (self.folder / name).parent.mkdir(exist_ok=True)
+            (self.folder / name).write_text(text)
+        # Written out now, so no approach pays for (or skips, by unlinking first) the pending writeback.
+        os.sync()
+
+    def check_format(self, fill):
+        from django.contrib.sessions.backends.file import SessionStore
+
+        key, _, _, data = fill.live_rows[0]
+        if SessionStore(key).load() != data:
+            raise RuntimeError("a session file does not load through Django's file SessionStore")
+
+    def keys(self):
+        from django.conf import settings
+
+        prefix = settings.SESSION_COOKIE_NAME
+        planted = {name.split("/")[0] for name in UNRELATED_FILES}
+        return {name[len(prefix):] for name in os.listdir(self.folder)
+                if name.startswith(prefix) and name not in planted}
+
+    def unrelated_missing(self):
+        def intact(name, text):
+            path = self.folder / name
+            return path.is_file() and not path.is_symlink() and path.read_text() == text
+        return [name for name, text in UNRELATED_FILES.items() if not intact(name, text)]
+
+
+class Store:
+    """Everything an approach runs against for one backend: the database (users, runs and, for db and
+    cached_db, the session table), plus Redis or the session folder; refilled identically each time."""
+
+    def __init__(self, backend, database, redis_url=None, session_folder=None):
+        self.backend = backend
+        self.database = database
+        self.redis = RedisSessions(redis_url) if redis_url else None
+        self.files = FileSessions(session_folder) if session_folder else None
+
+    def load_once(self, fill):
+        self.database.load_once(fill)
+        self.refill(fill)
+        for outside in (self.redis, self.files):
+            if outside:
+                outside.check_format(fill)
+
+    def refill(self, fill):
+        self.database.refill(fill)
+        for outside in (self.redis, self.files):
+            if outside:
+                outside.refill(fill)
+
+    def left(self):
+        """What is left: the session keys in the engine's own store, cached_db's cache keys, and the
+        unrelated keys or files that are missing or changed."""
+        engine = ENGINES[self.backend]
+        outside = self.redis or self.files
+        return {
+            "sessions": table_keys() if engine in ("db", "cached_db") else outside.keys(),
+            "cache_keys": self.redis.keys() if engine == "cached_db" else None,
+            "unrelated_missing": outside.unrelated_missing() if outside else [],
+            "unrelated_planted": len(UNRELATED_REDIS if self.redis else UNRELATED_FILES if self.files else ()),
+        }
 
 
 # ---------------------------------------------------------------- the approaches (child side)
@@ -317,12 +529,12 @@ def run_child(approach, limit):
     if approach == "ours_late":
         record_late_schedule()
     engine = import_module(settings.SESSION_ENGINE)
+    floor = floor_for(settings.SESSION_ENGINE.rsplit(".", 1)[-1]) if approach == "floor" else None
     out, processed = io.StringIO(), None
 
     start = time.perf_counter()
     if approach == "floor":
-        with connection.cursor() as cur:
-            cur.execute("DELETE FROM django_session")
+        floor()
     elif approach == "naive":
         Session.objects.all().delete()
         call_command("clearsessions", stdout=out)
@@ -342,6 +554,59 @@ def run_child(approach, limit):
 
     print(json.dumps({"seconds": seconds, "peak_rss_kb": peak_rss_kb(), "processed": processed,
                       "output": out.getvalue().strip().splitlines()[-2:]}))
+
+
+def floor_for(engine):
+    """The cheapest correct purge of the engine's store, nothing read or decoded, prepared (connections
+    open, names resolved) so that calling it is all the clock sees."""
+    from django.conf import settings
+    from django.db import connection
+
+    def unlink_all(client, names):
+        """UNLINK in batches of FLOOR_BATCH, ten batches per round trip."""
+        pipe, batch = client.pipeline(transaction=False), []
+        for name in names:
+            batch.append(name)
+            if len(batch) == FLOOR_BATCH:
+                pipe.unlink(*batch)
+                batch = []
+                if len(pipe) == 10:
+                    pipe.execute()
+        if batch:
+            pipe.unlink(*batch)
+        pipe.execute()
+
+    if engine == "db":
+        def floor():
+            with connection.cursor() as cur:
+                cur.execute("DELETE FROM django_session")
+    elif engine in ("cache", "cached_db"):
+        import redis
+
+        client = redis.Redis.from_url(os.environ["CACHE_URL"])
+        client.ping()  # connected before the clock starts
+        head = session_cache_head()
+        if engine == "cache":
+            def floor():
+                unlink_all(client, client.scan_iter(match=glob_escape(head) + SESSION_KEY_GLOB, count=FLOOR_BATCH))
+        else:
+            def floor():
+                with connection.cursor() as cur:
+                    cur.execute("DELETE FROM django_session RETURNING session_key")
+                    unlink_all(client, (head + key for rows in iter(lambda: cur.fetchmany(FLOOR_BATCH), [])
+                                        for (key,) in rows))
+    elif engine == "file":
+        folder, prefix = settings.SESSION_FILE_PATH, settings.SESSION_COOKIE_NAME
+
+        def floor():
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if (entry.name.startswith(prefix) and is_session_key(entry.name[len(prefix):])
+                            and entry.is_file(follow_symlinks=False)):
+                        os.unlink(entry.path)
+    else:
+        raise ValueError(f"no floor for session engine {engine!r}")
+    return floor
 
 
 def record_late_schedule(hours_late=6):
@@ -372,7 +637,7 @@ def spawn_child(approach, limit, profile=None):
 
 
 # ---------------------------------------------------------------- reporting
-def versions(database_url, cache_url):
+def versions(cache_url):
     import sqlite3
 
     import django
@@ -402,19 +667,34 @@ def machine():
             f"{platform.system()} {platform.release()}, load average {load} at the end of the run")
 
 
+def run_header(versions_info):
+    return (f"Run {dt.datetime.now().astimezone().isoformat(timespec='seconds')} on {machine()}; "
+            + ", ".join(f"{k} {v}" for k, v in versions_info.items()) + ".")
+
+
+WHERE = {
+    "sqlite": "in SQLite's django_session",
+    "postgres": "in PostgreSQL's django_session",
+    "cached_db-redis": "in PostgreSQL's django_session; the {live:,} live ones also in Redis, as cached_db leaves them",
+    "cache-redis": "in Redis (cache engine, no expired ones: Redis drops a key when its TTL runs out), each "
+                   "with the TTL its last save gave it; users and run records in SQLite",
+    "file": "as files in a folder of their own, each with its last save as modification time; users and "
+            "run records in SQLite",
+}
+
+
 def render(args, fill, results, versions_info, command):
     floor = results.get("floor", {}).get("median")
-    mix = f"N = {args.n:,} sessions: " + ", ".join(f"{v:,} {k}" for k, v in fill.counts.items())
-    if args.backend == "cached_db-redis":
-        mix += f"; the {len(fill.cache_entries):,} live ones also in Redis, as cached_db leaves them"
+    mix = (f"N = {args.n:,} sessions: " + ", ".join(f"{v:,} {k}" for k, v in fill.counts.items())
+           + ", " + WHERE[args.backend].format(live=len(fill.live_rows)))
+    planted = next(iter(results.values()))["unrelated_planted"] if results else 0
     lines = [
-        f"Run {dt.datetime.now().astimezone().isoformat(timespec='seconds')} on {machine()}; "
-        + ", ".join(f"{k} {v}" for k, v in versions_info.items()) + ".",
+        run_header(versions_info),
         "",
         mix + ".",
         "",
-        "| approach | wall time (median) | runs | x floor | peak RSS | sessions left | cache keys left |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| approach | wall time (median) | runs | x floor | µs/session | peak RSS | sessions left | cache keys left | unrelated kept |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in APPROACHES:
         r = results.get(name)
@@ -424,36 +704,41 @@ def render(args, fill, results, versions_info, command):
         ratio = f"{r['median'] / floor:.2f}x" if floor else "-"
         left = "-" if r.get("extrapolated") else f"{r['left']:,}" + ("" if r["ok"] else " WRONG")
         keys = "-" if r["keys_left"] is None or r.get("extrapolated") else f"{r['keys_left']:,}"
-        lines.append(f"| {name} | {secs} | {len(r['times'])} | {ratio} | {r['rss_mb']:.0f} MB | {left} | {keys} |")
+        kept = f"{planted - r['unrelated_missing']}/{planted}" if planted else "-"
+        lines.append(f"| {name} | {secs} | {len(r['times'])} | {ratio} | {r['median'] / args.n * 1e6:.2f} "
+                     f"| {r['rss_mb']:.0f} MB | {left} | {keys} | {kept} |")
     if any(r.get("extrapolated") for r in results.values()):
         r = results["per_session"]
         lines += ["", f"\\* per_session ran on the first {r['processed']:,} sessions "
                       f"({r['sample_seconds']:.1f} s) and its time is scaled to N."]
+    wrong = [f"{name}: {'; '.join(r['wrong'])}" for name, r in results.items() if r["wrong"]]
+    if wrong:
+        lines += ["", "WRONG results: " + " / ".join(wrong)]
     lines += ["", "Reproduce:", "", "```", command, "```"]
     return "\n".join(lines)
 
 
-def write_doc(path, backend, text):
-    """Replace this backend's section (between markers) in the doc, keeping everything else."""
+def write_doc(path, section, text):
+    """Replace this section (between its markers) in the doc, keeping everything else."""
     path = Path(path)
-    begin, end = f"<!-- bench:{backend} -->", f"<!-- /bench:{backend} -->"
+    begin, end = f"<!-- bench:{section} -->", f"<!-- /bench:{section} -->"
     doc = path.read_text() if path.exists() else ""
     block = f"{begin}\n{text}\n{end}"
     if begin in doc and end in doc:
         doc = doc[:doc.index(begin)] + block + doc[doc.index(end) + len(end):]
     else:
-        doc += f"\n## {backend}\n\n{block}\n"
+        doc += f"\n## {section}\n\n{block}\n"
     path.write_text(doc)
 
 
 # ---------------------------------------------------------------- main
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--backend", choices=["sqlite", "postgres", "cached_db-redis"], default="sqlite")
+    p.add_argument("--backend", choices=list(ENGINES), default="sqlite")
     p.add_argument("-n", type=int, default=100_000, help="sessions to fill (default 100000)")
     p.add_argument("--runs", type=int, default=3, help="runs per approach; the median is reported")
-    p.add_argument("--approaches", default=",".join(APPROACHES),
-                   help=f"comma-separated subset of {','.join(APPROACHES)}")
+    p.add_argument("--approaches", help=f"comma-separated subset of {','.join(APPROACHES)} (default: all that "
+                                        "apply to the backend; naive and per_session need a session table)")
     p.add_argument("--per-session-limit", type=int, default=0,
                    help="run per_session on the first K keys only and scale its time to N (0 = all)")
     p.add_argument("--per-session-runs", type=int, default=1, help="runs for the slow per_session peer")
@@ -466,10 +751,12 @@ def main():
     if args.child:
         return run_child(args.child, args.per_session_limit)
 
-    approaches = [a.strip() for a in args.approaches.split(",") if a.strip()]
-    unknown = set(approaches) - set(APPROACHES)
+    applicable = [a for a in APPROACHES if ENGINES[args.backend] in ("db", "cached_db") or a not in TABLE_ONLY]
+    approaches = [a.strip() for a in (args.approaches or ",".join(applicable)).split(",") if a.strip()]
+    unknown = set(approaches) - set(applicable)
     if unknown or args.n < 1 or args.runs < 1:
-        p.error(f"unknown approaches {sorted(unknown)}" if unknown else "-n and --runs must be >= 1")
+        p.error(f"approaches {sorted(unknown)} do not apply to --backend {args.backend} (these do: "
+                f"{','.join(applicable)})" if unknown else "-n and --runs must be >= 1")
     shown = [a for i, a in enumerate(sys.argv[1:]) if a != "--json" and sys.argv[i:i + 1] != ["--json"]]
     command = " ".join([".venv/bin/python benchmarks/bench_logout.py", *map(shlex.quote, shown)])
 
@@ -477,50 +764,57 @@ def main():
 
     if args.profile:
         os.makedirs(args.profile, exist_ok=True)
+    engine = ENGINES[args.backend]
     with contextlib.ExitStack() as stack:
         workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-logout-"))
-        if args.backend == "sqlite":
-            target = SQLiteTarget(workdir)
-            cache_url = "locmem://"
+        if args.backend == "postgres" or engine == "cached_db":
+            database = PostgresTarget(stack.enter_context(servers.postgres()))
         else:
-            target = PostgresTarget(stack.enter_context(servers.postgres()))
-            cache_url = stack.enter_context(servers.redis()) if args.backend == "cached_db-redis" else "locmem://"
-        configure(args.backend, target.url, cache_url)
+            database = SQLiteTarget(workdir, with_sessions=engine == "db")
+        cache_url = stack.enter_context(servers.redis()) if args.backend.endswith("-redis") else "locmem://"
+        session_folder = Path(workdir) / "sessions" if engine == "file" else None
+        if session_folder:
+            session_folder.mkdir()  # Django's file engine refuses a folder that does not exist
+        configure(args.backend, database.url, cache_url, session_folder)
+        store = Store(args.backend, database, cache_url if cache_url.startswith("redis") else None, session_folder)
 
         import django
         from django.core.management import call_command
 
         django.setup()
         call_command("migrate", verbosity=0)
-        fill = Fill(args.n)
+        fill = Fill(args.n, live_only=engine == "cache")
         t = time.perf_counter()
         fill.generate()
-        target.load_once(fill)
+        store.load_once(fill)
         print(f"filled {args.n:,} sessions in {time.perf_counter() - t:.1f} s: {fill.counts}", file=sys.stderr)
-        info = versions(target.url, cache_url)
+        info = versions(cache_url)
 
         results = {}
         for name in approaches:
             limit = args.per_session_limit if name == "per_session" else 0
             runs = args.per_session_runs if name == "per_session" else args.runs
-            r = results[name] = {"times": [], "rss": []}
+            r = results[name] = {"times": [], "rss": [], "wrong": []}
             for i in range(runs):
-                target.refill(fill)
-                if args.backend == "cached_db-redis":
-                    fill_cache(fill)
+                store.refill(fill)
                 profile = os.path.join(args.profile, f"{args.backend}-{name}-{i}.prof") if args.profile else None
                 res = spawn_child(name, limit, profile)
-                left = count_sessions()
-                keys = count_cache_keys(cache_url) if args.backend == "cached_db-redis" else None
+                left = store.left()
                 seconds = res["seconds"]
-                if res["processed"] is not None and res["processed"] < args.n:
+                extrapolated = res["processed"] is not None and res["processed"] < args.n
+                if extrapolated:
                     r.update(extrapolated=True, processed=res["processed"], sample_seconds=seconds)
                     seconds = seconds * args.n / res["processed"]
+                wrong = [] if extrapolated else fill.judge(name, left)
                 r["times"].append(seconds)
                 r["rss"].append(res["peak_rss_kb"])
-                r.update(left=left, keys_left=keys, ok=fill.correct(name, left, keys), output=res["output"])
+                r["wrong"] += [f"run {i + 1}: {w}" for w in wrong]
+                keys = None if left["cache_keys"] is None else len(left["cache_keys"])
+                r.update(left=len(left["sessions"]), keys_left=keys, unrelated_missing=len(left["unrelated_missing"]),
+                         unrelated_planted=left["unrelated_planted"], ok=not r["wrong"], output=res["output"])
                 print(f"{name} run {i + 1}: {seconds:.3f} s, peak RSS {res['peak_rss_kb'] / 1024:.0f} MB, "
-                      f"{left} sessions left, {keys} cache keys left {res['output']}", file=sys.stderr)
+                      f"{len(left['sessions'])} sessions left, {keys} cache keys left, unrelated missing "
+                      f"{left['unrelated_missing'] or 'none'} {'; '.join(wrong)} {res['output']}", file=sys.stderr)
             r["median"] = statistics.median(r["times"])
             r["rss_mb"] = max(r["rss"]) / 1024
         from django.db import connection
@@ -533,10 +827,10 @@ def main():
         write_doc(args.doc, args.backend, text)
     if args.json:
         Path(args.json).write_text(json.dumps({"backend": args.backend, "n": args.n, "counts": fill.counts,
-                                               "results": results}, indent=2))
-    bad = [n for n, r in results.items() if not r["ok"] and not r.get("extrapolated") and n != "floor"]
+                                               "versions": info, "results": results}, indent=2))
+    bad = [n for n, r in results.items() if not r["ok"]]
     if bad:
-        print(f"WRONG result (sessions left) for: {', '.join(bad)}", file=sys.stderr)
+        print(f"WRONG result (what is left) for: {', '.join(bad)}", file=sys.stderr)
         return 1
     return 0
 

@@ -257,7 +257,7 @@ def main():
         fill.generate()
         target = bench.PostgresTarget(url)
         target.load_once(fill)
-        info = bench.versions(url, "locmem://")
+        info = bench.versions("locmem://")
         students = [f"student{i:07d}" for i in range(args.threads)]
 
         port = servers.free_port()
