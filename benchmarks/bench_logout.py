@@ -84,13 +84,21 @@ UNRELATED_REDIS = {
     f"othersite:1:django.contrib.sessions.cache{KEY}": b"another KEY_PREFIX",
     f"othersite:1:django.contrib.sessions.cached_db{KEY}": b"another KEY_PREFIX",
 }
+# The other session engine's key under the same KEY_PREFIX and VERSION: cached_db's prefix begins with
+# the cache engine's, so a SCAN MATCH of "...sessions.cache*" would take a cached_db entry.
+OTHER_ENGINE_KEY = {
+    "cache": {f":1:django.contrib.sessions.cached_db{KEY}": b"a cached_db entry of a site sharing the database"},
+    "cached_db": {f":1:django.contrib.sessions.cache{KEY}": b"a cache-engine session of a site sharing it"},
+}
 # Files beside the sessions in SESSION_FILE_PATH that are not sessions (the cookie name is sessionid).
 UNRELATED_FILES = {
     "README.txt": "another program's file",
     "sessionid-export.csv": "the cookie name, but no session key after it",
     f"sessionid{KEY}_out_k2x9": "a save in progress: Django's temp file",
     f"archive/sessionid{KEY}": "a session-named file in a subfolder",
+    f"sessionid{KEY[::-1]}/notes.txt": "a folder named like a session",
 }
+UNRELATED_LINKS = {f"sessionid{KEY[1:]}a": "README.txt"}  # a link named like a session, to a sibling
 
 
 # ---------------------------------------------------------------- environment and Django
@@ -379,7 +387,10 @@ class RedisSessions:
     def __init__(self, url):
         import redis
 
+        from django.conf import settings
+
         self.client = redis.Redis.from_url(url)
+        self.unrelated = {**UNRELATED_REDIS, **OTHER_ENGINE_KEY[settings.SESSION_ENGINE.rsplit(".", 1)[-1]]}
 
     def refill(self, fill):
         self.client.flushdb()
@@ -393,7 +404,7 @@ class RedisSessions:
             pipe.set(head + key, pickled[id(data)], ex=int((expire - now).total_seconds()))
             if i % 5000 == 0:
                 pipe.execute()
-        pipe.mset(UNRELATED_REDIS)
+        pipe.mset(self.unrelated)
         pipe.execute()
 
     def check_format(self, fill):
@@ -414,8 +425,8 @@ class RedisSessions:
         return {raw.decode()[len(head):] for raw in self.client.scan_iter(match=pattern, count=10000)}
 
     def unrelated_missing(self):
-        values = self.client.mget(list(UNRELATED_REDIS))
-        return [k for (k, v), got in zip(UNRELATED_REDIS.items(), values) if got != v]
+        values = self.client.mget(list(self.unrelated))
+        return [k for (k, v), got in zip(self.unrelated.items(), values) if got != v]
 
 
 class FileSessions:
@@ -448,6 +459,8 @@ class FileSessions:
         for name, text in UNRELATED_FILES.items():
             (self.folder / name).parent.mkdir(exist_ok=True)
             (self.folder / name).write_text(text)
+        for name, target in UNRELATED_LINKS.items():
+            (self.folder / name).symlink_to(target)
         # Written out now, so no approach pays for (or skips, by unlinking first) the pending writeback.
         os.sync()
 
@@ -462,7 +475,7 @@ class FileSessions:
         from django.conf import settings
 
         prefix = settings.SESSION_COOKIE_NAME
-        planted = {name.split("/")[0] for name in UNRELATED_FILES}
+        planted = {name.split("/")[0] for name in UNRELATED_FILES} | set(UNRELATED_LINKS)
         return {name[len(prefix):] for name in os.listdir(self.folder)
                 if name.startswith(prefix) and name not in planted}
 
@@ -470,7 +483,9 @@ class FileSessions:
         def intact(name, text):
             path = self.folder / name
             return path.is_file() and not path.is_symlink() and path.read_text() == text
-        return [name for name, text in UNRELATED_FILES.items() if not intact(name, text)]
+        missing = [name for name, text in UNRELATED_FILES.items() if not intact(name, text)]
+        return missing + [name for name, target in UNRELATED_LINKS.items()
+                          if not (self.folder / name).is_symlink() or os.readlink(self.folder / name) != target]
 
 
 class Store:
@@ -505,7 +520,8 @@ class Store:
             "sessions": table_keys() if engine in ("db", "cached_db") else outside.keys(),
             "cache_keys": self.redis.keys() if engine == "cached_db" else None,
             "unrelated_missing": outside.unrelated_missing() if outside else [],
-            "unrelated_planted": len(UNRELATED_REDIS if self.redis else UNRELATED_FILES if self.files else ()),
+            "unrelated_planted": (len(self.redis.unrelated) if self.redis
+                                  else len(UNRELATED_FILES) + len(UNRELATED_LINKS) if self.files else 0),
         }
 
 
