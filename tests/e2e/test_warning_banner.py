@@ -30,7 +30,7 @@ def site(tmp_path_factory):
     folder = tmp_path_factory.mktemp("warning-site")
     environment = {
         "DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}",
-        "CACHE_URL": f"file://{folder / 'cache'}",
+        "CACHE_URL": f"file:///{folder / 'cache'}",  # like sqlite:///: an absolute path after the third /
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
         "DJANGO_SETTINGS_MODULE": "lcstats.settings",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
