@@ -1,7 +1,8 @@
 """The warning before the logout in a real browser (issue 15, part 1): two tabs of one signed-in
 student show the banner with a live countdown and agree on it; a tab with JavaScript off shows the
 server's text; at zero both tabs land on the login page with the reason, and the session is gone
-from storage. The schedule is set just ahead (15-75 s) on a site served by `runserver --insecure`
+from storage; a page that slept through its logout time catches up when it wakes. The schedule is set
+just ahead (30-90 s) on a site served by `runserver --insecure`
 (so the banner's script is served with DEBUG off). Every wait is on a condition, with generous
 timeouts; screenshots go to test-artifacts/e2e-warning/."""
 import datetime as dt
@@ -61,8 +62,8 @@ def screenshot():
     return lambda page, name: page.screenshot(path=ARTIFACTS_DIR / f"{name}.png", full_page=True)
 
 
-def log_in(context, url):
-    page = context.new_page()
+def log_in(context, url, page=None):
+    page = page or context.new_page()
     page.goto(f"{url}/")
     page.fill("input[name=username]", "student")
     page.fill("input[name=password]", PASSWORD)
@@ -91,14 +92,24 @@ def test_two_tabs_count_down_together_and_land_on_the_login_page_with_the_reason
     second = context.new_page()                       # a second tab of the same browser
     second.goto(f"{url}/")
     no_js = log_in(browser.new_context(java_script_enabled=False), url)
+    # A third browser whose page will sleep: its timers and monotonic clock stop, as in a machine's sleep.
+    sleeper_page = browser.new_context().new_page()
+    sleeper_page.clock.install()
+    sleeper = log_in(None, url, sleeper_page)
     session_key = next(c["value"] for c in context.cookies() if c["name"] == "sessionid")
 
-    # The next whole minute at least 15 s ahead: what the banner counts down to.
-    instant = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=15 + 59)).replace(second=0, microsecond=0)
+    # The next whole minute at least 30 s ahead: what the banner counts down to.
+    instant = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30 + 59)).replace(second=0, microsecond=0)
     shown = json.loads(manage_py("logout_schedule", "--set", f"{instant:%H:%M}", "--timezone", "UTC",
                                  "--warn-minutes", "5", "--scheduler", "none", "--json"))
     assert shown["next_instant"] == instant.isoformat() and shown["schedule"]["warn_minutes"] == 5, shown
     at = f"{instant:%H:%M}"
+
+    sleeper.reload()
+    sleeper.wait_for_function("document.getElementById('logout-warning')?.dataset.deadline", timeout=30000)
+    sleeper.clock.pause_at(sleeper.evaluate("Date.now()") + 1)   # asleep from here
+    asleep_for = (instant - dt.datetime.now(dt.UTC)).total_seconds()  # what its countdown still shows
+    assert asleep_for > 12, "too little time left to tell catching up from counting on"
 
     no_js.reload()                                    # the server's own text, no countdown
     assert re.fullmatch(rf"You will be signed out at {at} \(in (1 minute|2 minutes)\)\. Save your work\.",
@@ -133,4 +144,16 @@ def test_two_tabs_count_down_together_and_land_on_the_login_page_with_the_reason
     assert manage_py("shell", "-v", "0", "-c", code).strip() == "False"
     no_js.reload()
     assert no_js.title() == "Log in"
+
+    # The sleeping page wakes after its logout time: it asks the server at once instead of counting
+    # down the seconds it still shows (or below zero), and lands on the login page with the reason.
+    assert dt.datetime.now(dt.UTC) > instant and sleeper.title() == "My statistics"
+    sleeper.clock.resume()
+    woke = time.monotonic()
+    sleeper.evaluate("document.dispatchEvent(new Event('visibilitychange'))")  # the tab is shown again
+    sleeper.wait_for_selector("#logout-reason", timeout=120000)
+    # Counting on would take asleep_for seconds at least; catching up takes one request.
+    assert time.monotonic() - woke < asleep_for - 3, "the woken tab counted on instead of catching up"
+    assert sleeper.inner_text("#logout-reason") == reason
+    screenshot(sleeper, "6-tab-that-slept-signed-out-with-the-reason")
     context.close()

@@ -194,6 +194,7 @@
     if (document.visibilityState === "visible") wake();
   });
   window.addEventListener("pageshow", function (event) { if (event.persisted) wake(); });
+  document.addEventListener("resume", wake);  // a tab the browser froze in the background
 
   send({type: "deadline", at: state.at, deadline: state.deadline});
   tick();
