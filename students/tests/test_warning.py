@@ -36,6 +36,16 @@ def schedule(clock, *options, warn="15"):
     assert status == 0, out
 
 
+def warned(clock, username="alice"):
+    """`username` signed in at 01:00 under the schedule with the warning; the clock at 01:50, inside
+    the window. Returns the client and the token its page carries."""
+    schedule(clock)
+    clock(D + timedelta(hours=1))
+    client = login(username)
+    clock(D + timedelta(hours=1, minutes=50))
+    return client, page_token(client)
+
+
 def banner_text(client):
     """The banner's text as a person reads it with JavaScript off ("" when there is none)."""
     response = client.get("/")
@@ -121,11 +131,7 @@ def test_the_time_shown_is_the_schedules_local_time(users, clock):
 # --- the status endpoint and the login page's reason -----------------------------------------------
 
 def test_the_endpoint_ends_the_session_only_after_the_instant(users, clock):
-    schedule(clock)
-    clock(D + timedelta(hours=1))
-    alice = login("alice")
-    clock(D + timedelta(hours=1, minutes=50))
-    token = page_token(alice)
+    alice, token = warned(clock)
     clock(D + timedelta(hours=1, minutes=59, seconds=59))
     answer = ask(alice, token)
     assert answer["signed_in"] is True and stored(alice)
@@ -149,11 +155,7 @@ def test_the_endpoint_ends_the_session_only_after_the_instant(users, clock):
 
 
 def test_no_reason_after_a_logout_by_hand(users, clock):
-    schedule(clock)
-    clock(D + timedelta(hours=1))
-    alice = login("alice")
-    clock(D + timedelta(hours=1, minutes=50))
-    token = page_token(alice)
+    alice, token = warned(clock)
     response = alice.post("/accounts/logout/", follow=True)
     assert response.redirect_chain[-1][0] == "/accounts/login/"
     assert "signed out by the nightly logout" not in response.content.decode()
@@ -163,11 +165,7 @@ def test_no_reason_after_a_logout_by_hand(users, clock):
 
 @pytest.mark.parametrize("case", ["forged", "a page token", "expired", "garbage"])
 def test_the_login_page_shows_no_reason_it_cannot_vouch_for(users, clock, case):
-    schedule(clock)
-    clock(D + timedelta(hours=1))
-    alice = login("alice")
-    clock(D + timedelta(hours=1, minutes=50))
-    token = page_token(alice)
+    alice, token = warned(clock)
     clock(D + timedelta(hours=2, seconds=1))
     reason_token = parse_qs(urlsplit(ask(alice, token)["login_url"]).query)["signed_out"][0]
     assert REASON in Client().get("/accounts/login/", {"signed_out": reason_token}).content.decode()
@@ -180,11 +178,7 @@ def test_the_login_page_shows_no_reason_it_cannot_vouch_for(users, clock, case):
 
 
 def test_the_endpoint_keeps_a_kept_user_signed_in(users, clock):
-    schedule(clock)
-    clock(D + timedelta(hours=1))
-    carol = login("carol")
-    clock(D + timedelta(hours=1, minutes=50))
-    token = page_token(carol)
+    carol, token = warned(clock, "carol")
     clock(D + timedelta(hours=1, minutes=55))                      # carol is now excluded
     assert command("logout_schedule", "--set", "02:00", "--timezone", "UTC", "--warn-minutes", "15",
                    "--exclude-user", "carol")[0] == 0
