@@ -48,7 +48,9 @@
   function receive(message) {
     if (!message || finished) return;
     if (message.type === "deadline" && message.at === state.at) {
-      if (message.deadline < state.deadline) {
+      // Never one already past here: a tab opened after the machine slept may have another time
+      // origin; this tab then keeps its own (and the server settles it at zero).
+      if (message.deadline < state.deadline && message.deadline > now()) {
         state.deadline = message.deadline;
         tick();
       } else if (message.deadline > state.deadline) {
