@@ -13,8 +13,9 @@ signature).
 The page (students/static/students/logout_warning.js) counts down the seconds the server sent and at
 zero asks the status endpoint. By then the cutoff middleware has ended the session; the endpoint then
 answers with the login page's address carrying a short-lived signed reason, so the login page says
-"You were signed out by the nightly logout at 02:00." only when this flow led there, never after a
-logout by hand.
+"You were signed out by the nightly logout at 02:00." only when this flow led there: the server gives
+it only to a page whose logout time has passed and whose session is gone, a logout by hand lands on
+the plain login page, and the script stops every tab's countdown when one tab logs out by hand.
 """
 import math
 from dataclasses import dataclass
