@@ -59,6 +59,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # The banner before the nightly logout (off unless the schedule sets --warn-minutes).
+                "students.warning.context",
             ],
         },
     },

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from students import views
+from students import views, warning
 
 urlpatterns = [
     path("", views.statistics, name="statistics"),
@@ -10,4 +10,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # For uptime monitors, no login: 200 while the nightly logout is healthy, 503 once overdue.
     path("health/nightly-logout/", views.nightly_logout_health, name="nightly_logout_health"),
+    # The warning banner's countdown asks here at zero (students.warning).
+    path("nightly-logout/status/", warning.status, name="nightly_logout_status"),
 ]

@@ -16,6 +16,9 @@ Cost on the request path (cutoffs_in_force): one cache round trip for the run cu
 schedule together; on a miss (every CACHE_SECONDS per process with locmem) one indexed query each.
 The computed cutoffs are remembered per process until the next scheduled instant passes, so a
 request pays a comparison, not a calculation. Anonymous requests never get here.
+
+The warning banner (students.warning) counts down to the next scheduled instant (next_instant_at,
+remembered with the cutoffs) and reuses the schedule the middleware read (schedule_last_read).
 """
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,6 +37,7 @@ from students.selection import resolve_keep_rule
 SCHEDULERS = tuple(LogoutSchedule.Scheduler.values)
 CACHE_KEY = "students:logout_schedule"
 DAY = timedelta(days=1)
+WARN_MINUTES_MAX = 720  # the warning banner shows at most 12 hours ahead
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class Schedule:
     keep_staff: bool = False
     excluded_usernames: tuple = ()
     kept_user_ids: frozenset = frozenset()   # str(pk) of the excluded users
+    warn_minutes: int = 0                    # the warning banner's window (students.warning); 0: off
     previous_cutoffs: tuple = ()             # Cutoff, in force when this was recorded
     zone: ZoneInfo = field(default=None, compare=False, repr=False)
 
@@ -109,6 +114,8 @@ class Schedule:
             "scheduler": self.scheduler, "keep_staff": self.keep_staff,
             "exclude_users": list(self.excluded_usernames), "recorded_at": self.recorded_at.isoformat(),
             "previous_cutoffs": [datetime.fromtimestamp(c.at, UTC).isoformat() for c in self.previous_cutoffs],
+            # Only when on, as on the command line (--warn-minutes absent: no warning).
+            **({"warn_minutes": self.warn_minutes} if self.warn_minutes else {}),
         }
 
 
@@ -121,7 +128,7 @@ def _as_cache_value(row):
         "times": list(row.times), "timezone": row.timezone, "scheduler": row.scheduler,
         "keep_staff": row.keep_staff, "excluded_usernames": list(row.excluded_usernames),
         "kept_user_ids": [str(i) for i in row.kept_user_ids], "recorded_at": row.recorded_at.isoformat(),
-        "previous_cutoffs": list(row.previous_cutoffs),
+        "previous_cutoffs": list(row.previous_cutoffs), "warn_minutes": row.warn_minutes,
     }}
 
 
@@ -132,14 +139,16 @@ def _load_value():
 
 
 # Per process: the last cache value turned into a Schedule, so a request compares a small dict
-# instead of rebuilding it.
-_parsed = (None, None)
+# instead of rebuilding it. NOT_READ until the first read.
+NOT_READ = object()
+_parsed = (NOT_READ, None)
 
 
 def _schedule_from(value):
     global _parsed
     row = value["row"]
     if row is None:
+        _parsed = (None, None)
         return None
     if _parsed[0] == row:
         return _parsed[1]
@@ -149,6 +158,7 @@ def _schedule_from(value):
         keep_staff=row["keep_staff"], excluded_usernames=tuple(row["excluded_usernames"]),
         kept_user_ids=frozenset(row["kept_user_ids"]),
         previous_cutoffs=tuple(_cutoff_from(c) for c in row["previous_cutoffs"]),
+        warn_minutes=row.get("warn_minutes", 0),  # a value cached before migration 0003 has none
     )
     _parsed = (row, schedule)
     return schedule
@@ -180,23 +190,42 @@ def recorded_schedule():
     return state if state is not None and state.times else None
 
 
+def schedule_last_read():
+    """The recorded Schedule (or None) as this process last read it. The cutoff middleware reads it
+    at every signed-in request before the view runs, so the warning banner reuses that read: no
+    second cache round trip. Before any read in this process: recorded_schedule()."""
+    row, state = _parsed
+    if row is NOT_READ:
+        return recorded_schedule()
+    return state if state is not None and state.times else None
+
+
 # Per process: the clock cutoffs computed for the last schedule seen, valid from its latest passed
 # instant until its next one (epoch seconds).
 _window = (None, 0.0, 0.0, ())
 
 
-def clock_cutoffs(schedule, now):
-    """schedule.in_force(now), remembered until the next scheduled instant passes."""
+def _window_at(schedule, now):
     global _window
     seen, start, end, cutoffs = _window
     stamp = now.timestamp()
     if seen is schedule and start <= stamp < end:
-        return cutoffs
+        return _window
     latest, coming = schedule.latest_instant(now), schedule.next_instant(now)
-    cutoffs = schedule.in_force(now)
     _window = (schedule, latest.timestamp() if latest else float("-inf"),
-               coming.timestamp() if coming else float("inf"), cutoffs)
-    return cutoffs
+               coming.timestamp() if coming else float("inf"), schedule.in_force(now))
+    return _window
+
+
+def clock_cutoffs(schedule, now):
+    """schedule.in_force(now), remembered until the next scheduled instant passes."""
+    return _window_at(schedule, now)[3]
+
+
+def next_instant_at(schedule, now):
+    """schedule.next_instant(now) in epoch seconds (inf: none), remembered like clock_cutoffs:
+    what the warning banner counts down to."""
+    return _window_at(schedule, now)[2]
 
 
 def cutoffs_in_force(now):
@@ -240,16 +269,19 @@ def _previous(state, now):
 
 
 def record_schedule(main, also=(), *, zone_name, scheduler="cron", keep_staff=False, exclude_users=(),
-                    check=False):
+                    warn_minutes=0, check=False):
     """Record (or with check=True, only compare) the schedule. Returns (changed, Schedule).
-    Raises ScheduleError (bad time, zone or scheduler) or selection.UnknownUsers."""
+    Raises ScheduleError (bad time, zone, scheduler or warning minutes) or selection.UnknownUsers."""
     times = parse_times(main, also)
     zone = parse_zone(zone_name)
     if scheduler not in SCHEDULERS:
         raise ScheduleError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, not {scheduler!r}")
+    if warn_minutes != 0 and not 1 <= warn_minutes <= WARN_MINUTES_MAX:
+        raise ScheduleError(f"--warn-minutes must be a whole number from 1 to {WARN_MINUTES_MAX}, not {warn_minutes!r}")
     keep = resolve_keep_rule(exclude_users, False)
     wanted = dict(times=[f"{t:%H:%M}" for t in times], timezone=str(zone), scheduler=scheduler,
-                  keep_staff=keep_staff, excluded_usernames=list(keep.usernames), kept_user_ids=keep.kept_ids)
+                  keep_staff=keep_staff, excluded_usernames=list(keep.usernames), kept_user_ids=keep.kept_ids,
+                  warn_minutes=warn_minutes)
     with transaction.atomic():
         row = LogoutSchedule.objects.select_for_update().filter(pk=1).first()
         if row is not None and all(getattr(row, name) == value for name, value in wanted.items()):

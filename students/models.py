@@ -68,6 +68,8 @@ class LogoutSchedule(models.Model):
     previous_cutoffs = models.JSONField(default=list, blank=True)
     # With scheduler "none", when the site last cleaned session storage itself (students.cleanup).
     last_cleanup_at = models.DateTimeField(null=True, blank=True)
+    # Minutes before each scheduled time during which signed-in pages warn of it (students.warning); 0: off.
+    warn_minutes = models.PositiveSmallIntegerField(default=0)
 
     def __str__(self):
         return f"{', '.join(self.times) or 'no schedule'} {self.timezone} ({self.scheduler})"

@@ -25,6 +25,14 @@ _hh_mm = _checked(parse_due_at, "must be a time HH:MM from 00:00 to 23:59, not {
 _zone = _checked(parse_zone, "{text!r} is not a known IANA time zone (e.g. Europe/Dublin)")
 
 
+def _warn_minutes(text):
+    """An argparse type: a whole number of minutes from 1 to clock.WARN_MINUTES_MAX (else exit 2)."""
+    if not text.strip().isdigit() or not 1 <= int(text) <= clock.WARN_MINUTES_MAX:
+        raise argparse.ArgumentTypeError(f"must be a whole number of minutes from 1 to {clock.WARN_MINUTES_MAX}, "
+                                         f"not {text!r}")
+    return int(text)
+
+
 class Command(BaseCommand):
     help = (
         "Record the nightly logout's schedule in the site's database, so the site itself logs everyone "
@@ -50,13 +58,16 @@ class Command(BaseCommand):
         parser.add_argument("--keep-staff", action="store_true", help="The clock cutoff keeps staff users logged in.")
         parser.add_argument("--exclude-user", action="append", default=[], metavar="USERNAME",
                             help="The clock cutoff keeps this user logged in (repeatable; must exist).")
+        parser.add_argument("--warn-minutes", type=_warn_minutes, metavar="N",
+                            help="Signed-in pages warn of each logout from N minutes before it (1-720), with a "
+                                 "live countdown; without it, no warning.")
         parser.add_argument("--check", action="store_true",
                             help="Change nothing; report whether a real run would change the record.")
         parser.add_argument("--json", action="store_true", help="Print one JSON object instead of text.")
 
     def handle(self, *args, **options):
         if options["set"] is None:
-            misplaced = [name for name in ("also", "timezone", "keep_staff", "exclude_user")
+            misplaced = [name for name in ("also", "timezone", "keep_staff", "exclude_user", "warn_minutes")
                          if options[name]] + (["scheduler"] if options["scheduler"] != "cron" else [])
             if misplaced:
                 raise CommandError(f"--{misplaced[0].replace('_', '-')} goes with --set", returncode=2)
@@ -71,7 +82,8 @@ class Command(BaseCommand):
             else:
                 changed, schedule = clock.record_schedule(
                     options["set"], options["also"], zone_name=options["timezone"], scheduler=options["scheduler"],
-                    keep_staff=options["keep_staff"], exclude_users=options["exclude_user"], check=options["check"])
+                    keep_staff=options["keep_staff"], exclude_users=options["exclude_user"],
+                    warn_minutes=options["warn_minutes"] or 0, check=options["check"])
         except (ScheduleError, UnknownUsers) as exc:
             raise CommandError(str(exc))
         except DatabaseError as exc:
@@ -118,8 +130,9 @@ def _view(schedule):
 
 def _describe(schedule):
     kept = (["all staff"] if schedule.keep_staff else []) + list(schedule.excluded_usernames)
+    warning = f", warns {schedule.warn_minutes} minutes before" if schedule.warn_minutes else ""
     return (f"daily at {', '.join(f'{at:%H:%M}' for at in schedule.times)} {schedule.timezone}, "
-            f"scheduler {schedule.scheduler}, keeps {', '.join(kept) if kept else 'nobody'}")
+            f"scheduler {schedule.scheduler}, keeps {', '.join(kept) if kept else 'nobody'}{warning}")
 
 
 def _local(instant, zone):
