@@ -1,11 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from students import views, warning
+from students import remember, views, warning
 
 urlpatterns = [
     path("", views.statistics, name="statistics"),
-    # login/ (Django's LoginView), logout/ (POST only), password change.
+    # Django's LoginView with the "Keep me signed in" checkbox (students.remember), before Django's own.
+    path("accounts/login/", remember.LoginView.as_view(), name="login"),
+    # logout/ (POST only), password change.
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     # For uptime monitors, no login: 200 while the nightly logout is healthy, 503 once overdue.

@@ -53,6 +53,7 @@ class Schedule:
     excluded_usernames: tuple = ()
     kept_user_ids: frozenset = frozenset()   # str(pk) of the excluded users
     warn_minutes: int = 0                    # the warning banner's window (students.warning); 0: off
+    keep_remembered: bool = False            # "keep me signed in" offered and kept (students.remember)
     previous_cutoffs: tuple = ()             # Cutoff, in force when this was recorded
     zone: ZoneInfo = field(default=None, compare=False, repr=False)
 
@@ -100,7 +101,8 @@ class Schedule:
         latest = self.latest_instant(now)
         if latest is None or latest <= self.recorded_at:
             return None
-        return Cutoff(at=latest.timestamp(), kept_user_ids=self.kept_user_ids, keep_staff=self.keep_staff)
+        return Cutoff(at=latest.timestamp(), kept_user_ids=self.kept_user_ids, keep_staff=self.keep_staff,
+                      keep_remembered=self.keep_remembered)
 
     def in_force(self, now):
         """Every clock cutoff in force at `now` (Cutoff, oldest first)."""
@@ -111,7 +113,7 @@ class Schedule:
         """The JSON view (`logout_schedule --show --json`)."""
         return {
             "times": [f"{at:%H:%M}" for at in self.times], "timezone": self.timezone,
-            "scheduler": self.scheduler, "keep_staff": self.keep_staff,
+            "scheduler": self.scheduler, "keep_staff": self.keep_staff, "keep_remembered": self.keep_remembered,
             "exclude_users": list(self.excluded_usernames), "recorded_at": self.recorded_at.isoformat(),
             "previous_cutoffs": [datetime.fromtimestamp(c.at, UTC).isoformat() for c in self.previous_cutoffs],
             # Only when on, as on the command line (--warn-minutes absent: no warning).
@@ -129,6 +131,7 @@ def _as_cache_value(row):
         "keep_staff": row.keep_staff, "excluded_usernames": list(row.excluded_usernames),
         "kept_user_ids": [str(i) for i in row.kept_user_ids], "recorded_at": row.recorded_at.isoformat(),
         "previous_cutoffs": list(row.previous_cutoffs), "warn_minutes": row.warn_minutes,
+        "keep_remembered": row.keep_remembered,
     }}
 
 
@@ -159,6 +162,7 @@ def _schedule_from(value):
         kept_user_ids=frozenset(row["kept_user_ids"]),
         previous_cutoffs=tuple(_cutoff_from(c) for c in row["previous_cutoffs"]),
         warn_minutes=row.get("warn_minutes", 0),  # a value cached before migration 0003 has none
+        keep_remembered=row.get("keep_remembered", False),  # nor before 0004
     )
     _parsed = (row, schedule)
     return schedule
@@ -166,12 +170,13 @@ def _schedule_from(value):
 
 def _cutoff_from(stored):
     return Cutoff(at=datetime.fromisoformat(stored["at"]).timestamp(),
-                  kept_user_ids=frozenset(stored["kept_user_ids"]), keep_staff=stored["keep_staff"])
+                  kept_user_ids=frozenset(stored["kept_user_ids"]), keep_staff=stored["keep_staff"],
+                  keep_remembered=stored.get("keep_remembered", False))
 
 
 def _cutoff_to(c):
     return {"at": datetime.fromtimestamp(c.at, UTC).isoformat(), "keep_staff": c.keep_staff,
-            "kept_user_ids": sorted(c.kept_user_ids)}
+            "keep_remembered": c.keep_remembered, "kept_user_ids": sorted(c.kept_user_ids)}
 
 
 def _state(value=None):
@@ -262,14 +267,14 @@ def _previous(state, now):
         return ()
     latest = {}
     for c in state.in_force(now):
-        rules = (c.keep_staff, c.kept_user_ids)
+        rules = (c.keep_staff, c.keep_remembered, c.kept_user_ids)
         if rules not in latest or latest[rules].at < c.at:
             latest[rules] = c
     return tuple(sorted(latest.values(), key=lambda c: c.at))
 
 
 def record_schedule(main, also=(), *, zone_name, scheduler="cron", keep_staff=False, exclude_users=(),
-                    warn_minutes=0, check=False):
+                    warn_minutes=0, keep_remembered=False, check=False):
     """Record (or with check=True, only compare) the schedule. Returns (changed, Schedule).
     Raises ScheduleError (bad time, zone, scheduler or warning minutes) or selection.UnknownUsers."""
     times = parse_times(main, also)
@@ -281,7 +286,7 @@ def record_schedule(main, also=(), *, zone_name, scheduler="cron", keep_staff=Fa
     keep = resolve_keep_rule(exclude_users, False)
     wanted = dict(times=[f"{t:%H:%M}" for t in times], timezone=str(zone), scheduler=scheduler,
                   keep_staff=keep_staff, excluded_usernames=list(keep.usernames), kept_user_ids=keep.kept_ids,
-                  warn_minutes=warn_minutes)
+                  warn_minutes=warn_minutes, keep_remembered=keep_remembered)
     with transaction.atomic():
         row = LogoutSchedule.objects.select_for_update().filter(pk=1).first()
         if row is not None and all(getattr(row, name) == value for name, value in wanted.items()):

@@ -4,7 +4,8 @@ Each successful logout run records its cutoff: when it started (LogoutRun.starte
 a scheduled run the instant it stands for (LogoutRun.stands_for). A session whose user logged
 in before the latest such cutoff is ended at its next request by
 students.middleware.LogoutCutoffMiddleware, unless the run kept that user (--exclude-user,
---keep-staff). This is what logs out signed_cookies sessions, which the server cannot delete,
+--keep-staff) or, with --keep-remembered, the session is a "keep me signed in" one (its marker,
+in session data only the server writes: no query per request). This is what logs out signed_cookies sessions, which the server cannot delete,
 and it closes the small races the purge leaves on the other engines. The clock cutoffs of a
 recorded schedule (students.clock) are enforced the same way, even when no run happened.
 
@@ -18,7 +19,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from students.models import LogoutRun
-from students.selection import LOGIN_TIME_KEY
+from students.selection import LOGIN_TIME_KEY, REMEMBERED_KEY
+
 CACHE_KEY = "students:logout_cutoff"
 # How stale a web process's view of the cutoff may be. With a per-process cache (locmem) a new
 # cutoff written by the command in another process is seen within this many seconds; with a
@@ -31,10 +33,13 @@ class Cutoff:
     at: float  # epoch seconds
     kept_user_ids: frozenset = frozenset()
     keep_staff: bool = False
+    keep_remembered: bool = False
 
     def ends(self, session, user):
         """True when this authenticated session must be logged out."""
         if str(user.pk) in self.kept_user_ids or (self.keep_staff and user.is_staff):
+            return False
+        if self.keep_remembered and session.get(REMEMBERED_KEY) is True:
             return False
         logged_in_at = session.get(LOGIN_TIME_KEY)
         return not isinstance(logged_in_at, (int, float)) or logged_in_at < self.at
@@ -52,13 +57,14 @@ def _as_cache_value(run):
     if run is None:
         return {"at": None}
     return {"at": run.cutoff_at.timestamp(), "kept": [str(i) for i in run.kept_user_ids],
-            "keep_staff": run.keep_staff}
+            "keep_staff": run.keep_staff, "keep_remembered": run.keep_remembered}
 
 
 def from_cache_value(value):
     if value["at"] is None:
         return None
-    return Cutoff(at=value["at"], kept_user_ids=frozenset(value["kept"]), keep_staff=value["keep_staff"])
+    return Cutoff(at=value["at"], kept_user_ids=frozenset(value["kept"]), keep_staff=value["keep_staff"],
+                  keep_remembered=value.get("keep_remembered", False))  # cached before migration 0004: none
 
 
 def latest_cutoff():

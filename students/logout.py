@@ -30,6 +30,7 @@ class Summary:
     counts: Counts
     kept_usernames: list = field(default_factory=list)
     keep_staff: bool = False
+    keep_remembered: bool = False
     started_at: str = ""
     finished_at: str = ""
     seconds: float = 0.0
@@ -52,12 +53,13 @@ class Summary:
             "undecodable": counts.undecodable if counts.decoded else None,
             "expired": counts.expired, "kept_sessions": counts.kept,
             "kept_usernames": self.kept_usernames, "keep_staff": self.keep_staff,
+            "keep_remembered": self.keep_remembered,
             "spared_sessions": counts.spared,
             "note": counts.note,
         }
 
 
-def logout_all_users(*, dry_run=False, exclude_usernames=(), keep_staff=False,
+def logout_all_users(*, dry_run=False, exclude_usernames=(), keep_staff=False, keep_remembered=False,
                      batch_size=DEFAULT_BATCH_SIZE, engine_path=None, guard=None):
     """Run (or dry-run) the logout. Raises UnsupportedEngine, UnknownUsers, LockHeld, LockLost,
     DatabaseError or OSError; on any error after the run was recorded, the record says 'failed'.
@@ -67,10 +69,11 @@ def logout_all_users(*, dry_run=False, exclude_usernames=(), keep_staff=False,
     sessions that began before it are deleted (a late run spares those that began after)."""
     engine = detect_engine(engine_path)
     check_purgeable(engine)
-    keep = resolve_keep_rule(exclude_usernames, keep_staff)
+    keep = resolve_keep_rule(exclude_usernames, keep_staff, keep_remembered)
     host = socket.gethostname()
     summary = Summary(dry_run=dry_run, engine=engine.kind, engine_path=engine.path, counts=Counts(),
-                      kept_usernames=list(keep.usernames), keep_staff=keep_staff, host=host)
+                      kept_usernames=list(keep.usernames), keep_staff=keep_staff,
+                      keep_remembered=keep_remembered, host=host)
     clock = time.monotonic()
     if dry_run:
         stands_for = guard() if guard is not None else None
@@ -87,7 +90,8 @@ def logout_all_users(*, dry_run=False, exclude_usernames=(), keep_staff=False,
         stands_for = guard() if guard is not None else None
         run = LogoutRun.objects.create(
             started_at=timezone.now(), stands_for=stands_for, host=host, engine=engine.path,
-            keep_staff=keep_staff, kept_usernames=list(keep.usernames), kept_user_ids=keep.kept_ids,
+            keep_staff=keep_staff, keep_remembered=keep_remembered, kept_usernames=list(keep.usernames),
+            kept_user_ids=keep.kept_ids,
         )
         summary.run_id, summary.started_at = run.pk, run.started_at.isoformat()
         summary.stands_for = stands_for and stands_for.isoformat()

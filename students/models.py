@@ -7,7 +7,7 @@ class LogoutRun(models.Model):
     The latest successful run's cutoff (``stands_for`` for a scheduled run, else ``started_at``)
     is the cutoff the middleware enforces: any authenticated session that began before it is
     ended at its next request, except the sessions of ``kept_user_ids`` (and of staff when
-    ``keep_staff``).
+    ``keep_staff``, and "keep me signed in" sessions when ``keep_remembered``).
     """
 
     class Outcome(models.TextChoices):
@@ -26,6 +26,8 @@ class LogoutRun(models.Model):
     deleted_expired = models.PositiveBigIntegerField(default=0)
     kept_sessions = models.PositiveBigIntegerField(default=0)
     keep_staff = models.BooleanField(default=False)
+    # --keep-remembered: the run kept "keep me signed in" sessions, so its cutoff keeps them too.
+    keep_remembered = models.BooleanField(default=False)
     kept_usernames = models.JSONField(default=list, blank=True)
     kept_user_ids = models.JSONField(default=list, blank=True)
     outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.RUNNING)
@@ -48,7 +50,7 @@ class LogoutSchedule(models.Model):
     logout_schedule`; students.clock reads it). Every scheduled instant after ``recorded_at`` is a
     clock cutoff with this schedule's keep rules, whether or not a job ran. ``previous_cutoffs``
     are the cutoffs in force just before it was recorded, changed or cleared, so recording never
-    forgives one: [{"at": ISO, "keep_staff": bool, "kept_user_ids": [str, ...]}, ...].
+    forgives one: [{"at": ISO, "keep_staff": bool, "keep_remembered": bool, "kept_user_ids": [str, ...]}, ...].
     Empty ``times``: no schedule (cleared); the previous cutoffs still hold.
     """
 
@@ -70,9 +72,26 @@ class LogoutSchedule(models.Model):
     last_cleanup_at = models.DateTimeField(null=True, blank=True)
     # Minutes before each scheduled time during which signed-in pages warn of it (students.warning); 0: off.
     warn_minutes = models.PositiveSmallIntegerField(default=0)
+    # The login page offers "Keep me signed in", and the clock cutoff keeps such sessions (students.remember).
+    keep_remembered = models.BooleanField(default=False)
 
     def __str__(self):
         return f"{', '.join(self.times) or 'no schedule'} {self.timezone} ({self.scheduler})"
+
+
+class RememberedLogin(models.Model):
+    """A "keep me signed in" login (students.remember), written by the server at login: the only
+    proof the purge accepts that a session was remembered. A session that claims it without a row,
+    or whose row names another user, is not kept. Rows whose session is gone are removed by the
+    next purge."""
+
+    session_key = models.CharField(max_length=40, primary_key=True)
+    user_id = models.CharField(max_length=255, help_text="str(pk), as Django stores it in the session")
+    logged_in_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True, help_text="login + SESSION_COOKIE_AGE: fixed, not sliding")
+
+    def __str__(self):
+        return f"{self.user_id} remembered until {self.expires_at:%Y-%m-%d %H:%M:%S}"
 
 
 class RunLease(models.Model):

@@ -11,6 +11,7 @@ from django.core import signing
 from django.utils.module_loading import import_string
 
 LOGIN_TIME_KEY = "_students_login_time"  # written at login by students.cutoff.remember_login_time
+REMEMBERED_KEY = "_students_remembered"  # "keep me signed in": written at login by students.remember
 
 
 class UnknownUsers(Exception):
@@ -23,12 +24,17 @@ class UnknownUsers(Exception):
 
 @dataclass(frozen=True)
 class KeepRule:
-    """The users whose sessions survive the run. Empty rule: everybody is logged out."""
+    """The users (and "keep me signed in" sessions) that survive the run. Empty rule: everybody is
+    logged out."""
 
     usernames: tuple = ()
     user_ids: frozenset = frozenset()   # str(pk), as Django stores it in the session
     keep_staff: bool = False
     staff_ids: frozenset = frozenset()
+    keep_remembered: bool = False
+    # With keep_remembered: the session keys of the remembered logins the purge checked
+    # (students.purge.remembered.verified); each engine spares exactly these, nothing decoded.
+    remembered: frozenset = frozenset()
 
     @property
     def keeps_anyone(self):
@@ -42,7 +48,7 @@ class KeepRule:
         return sorted(self.user_ids | self.staff_ids)
 
 
-def resolve_keep_rule(usernames=(), keep_staff=False):
+def resolve_keep_rule(usernames=(), keep_staff=False, keep_remembered=False):
     """Look the users up once, so deciding a session is a set lookup. Raises UnknownUsers."""
     User = get_user_model()
     usernames = tuple(dict.fromkeys(usernames))  # keep order, drop repeats
@@ -56,7 +62,7 @@ def resolve_keep_rule(usernames=(), keep_staff=False):
         str(pk) for pk in User._default_manager.filter(is_staff=True).values_list("pk", flat=True)
     ) if keep_staff else frozenset()
     return KeepRule(usernames=usernames, user_ids=frozenset(str(pk) for pk in found.values()),
-                    keep_staff=keep_staff, staff_ids=staff_ids)
+                    keep_staff=keep_staff, staff_ids=staff_ids, keep_remembered=keep_remembered)
 
 
 class Decoder:

@@ -3,7 +3,8 @@ page shows "You will be signed out at 02:00 (in 12 minutes). Save your work." (i
 
 Switched on with the schedule (`logout_schedule --set ... --warn-minutes N`, LogoutSchedule.warn_minutes),
 never by a setting of its own. The next logout is the schedule's next instant (Schedule.next_instant,
-remembered per process by students.clock like the clock cutoffs). Users the schedule keeps see nothing.
+remembered per process by students.clock like the clock cutoffs). Users the schedule keeps see nothing, nor do remembered ("keep me
+signed in") sessions when the schedule keeps them.
 
 Cost: the context processor reads the schedule the cutoff middleware already read for this request
 (clock.schedule_last_read): no query and no second cache round trip. An anonymous request reads
@@ -32,6 +33,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from students import clock
+from students.selection import REMEMBERED_KEY
 
 # The page's token: "this user's next logout is at `at`" (issued with the page, good until then).
 PAGE_SALT = "students.warning.page"
@@ -64,15 +66,17 @@ class LogoutWarning:
                 "token": self.token}
 
 
-def warning_for(user, now):
-    """The warning for a signed-in `user` at `now` (shown or not yet), or None: no warning is set,
-    no schedule, or the schedule keeps this user."""
+def warning_for(user, now, session=None):
+    """The warning for a signed-in `user` (in `session`) at `now` (shown or not yet), or None: no
+    warning is set, no schedule, or the schedule keeps this user or this remembered session."""
     if not user.is_authenticated:
         return None
     schedule = clock.schedule_last_read()
     if schedule is None or not schedule.warn_minutes:
         return None
     if str(user.pk) in schedule.kept_user_ids or (schedule.keep_staff and user.is_staff):
+        return None
+    if schedule.keep_remembered and session is not None and session.get(REMEMBERED_KEY) is True:
         return None
     at = clock.next_instant_at(schedule, now)
     if math.isinf(at):
@@ -87,7 +91,7 @@ def context(request):
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:  # anonymous: a signature check at most, no read
         return {"logout_reason": signed_out_reason(request)} if "signed_out" in request.GET else {}
-    return {"logout_warning": warning_for(user, timezone.now())}
+    return {"logout_warning": warning_for(user, timezone.now(), request.session)}
 
 
 @require_safe
@@ -99,7 +103,7 @@ def status(request):
     false, "login_url": ...}, with the reason when the page's token says its logout time has passed."""
     now = timezone.now()
     if request.user.is_authenticated:
-        found = warning_for(request.user, now)
+        found = warning_for(request.user, now, request.session)
         return JsonResponse({"signed_in": True, "warning": found.as_json() if found else None})
     return JsonResponse({"signed_in": False, "login_url": _login_url(request, now)})
 

@@ -12,6 +12,9 @@ file           files: the session files under SESSION_FILE_PATH.
 cache          cache: Django's RedisCache only (SCAN); any other cache raises UnsupportedEngine.
 signed_cookies nothing is stored on the server; the logout cutoff (students.cutoff) ends them.
 
+"Keep me signed in" sessions (KeepRule.keep_remembered): the rows written at login name them;
+remembered.verified checks only those sessions, and each engine spares exactly the keys that passed.
+
 A scheduled run (`before`: the instant it stands for) deletes only sessions that began before it,
 plus expired ones; sessions that began after it survive. Each engine reads the save time its store
 shows (expire_date, mtime, TTL: common.saved_since) and decodes only what may have begun after it.
@@ -21,7 +24,7 @@ Expired sessions count as expired when their expiry <= the run's start, as Djang
 """
 from django.db import connections
 
-from students.purge import cache, db_generic, db_postgres, db_sqlite, files
+from students.purge import cache, db_generic, db_postgres, db_sqlite, files, remembered
 from students.purge.common import DEFAULT_BATCH_SIZE, Counts, noop
 from students.purge.db_generic import delete_sessions
 
@@ -38,7 +41,8 @@ def check_purgeable(engine):
 
 
 def purge(engine, keep, *, dry_run=False, batch_size=DEFAULT_BATCH_SIZE, heartbeat=noop, before=None):
-    """Delete (or on dry_run only count) every session the KeepRule does not keep, plus expired ones.
+    """Delete (or on dry_run only count) every session the KeepRule does not keep (its users, and
+    with keep_remembered the checked "keep me signed in" sessions), plus expired ones.
     With `before` (aware datetime: the scheduled instant a run stands for), only sessions that
     began before it; those that began after are spared (counts.spared).
 
@@ -46,6 +50,7 @@ def purge(engine, keep, *, dry_run=False, batch_size=DEFAULT_BATCH_SIZE, heartbe
     check_purgeable(engine)
     if engine.kind == "signed_cookies":
         return Counts(note=SIGNED_COOKIES_NOTE)
+    keep = remembered.verified(engine, keep, dry_run)
     return _engine_module(engine, dry_run).purge(engine, keep, dry_run, batch_size, heartbeat, before)
 
 

@@ -34,6 +34,8 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
     pattern = glob_escape(cache.make_key(engine.store_class.cache_key_prefix)) + SESSION_KEY_GLOB
     decode = dry_run or keep.keeps_anyone
     before_ts = before.timestamp() if before is not None else None
+    prefix = engine.store_class.cache_key_prefix
+    remembered = {cache.make_key(prefix + key).encode(): key for key in keep.remembered}
     counts = Counts()
     with failing_says_what_was_done(counts):
         for keys in scan_batches(client, pattern, batch_size):
@@ -42,6 +44,8 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
             values = dict(zip(to_read, client.mget(to_read))) if to_read else {}
             doomed = []
             for key in keys:
+                if key in remembered and counts.remembered(remembered[key], keep, live_split=decode):
+                    continue
                 if key in values:
                     raw = values[key]
                     if raw is None:

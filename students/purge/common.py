@@ -65,6 +65,18 @@ class Counts:
             return True
         return False
 
+    def remembered(self, key, keep, live_split=False):
+        """True (counted as kept) when `key` is one of the rule's checked "keep me signed in"
+        sessions (KeepRule.remembered, students.purge.remembered): nothing to decode. live_split:
+        the caller reports the live split, so count it as authenticated too."""
+        if key not in keep.remembered:
+            return False
+        self.kept += 1
+        if live_split:
+            self.decoded = True
+            self.authenticated += 1
+        return True
+
     def spares(self, session, before):
         """For a scheduled run: True (and counted) when this live, decoded session did not begin
         before epoch `before` (selection.began_before), so the run leaves it alone."""

@@ -47,6 +47,8 @@ def _purge_pages(model, using, now, engine, keep, dry_run, batch_size, heartbeat
                 if row[1] <= now:  # Django's own loaders treat expire_date <= now as gone
                     counts.expired += 1
                     expired.append(row[0])
+                elif counts.remembered(row[0], keep, live_split=decode):
+                    continue
                 elif not (decode and counts.tally_data(decoder, row[2], keep, verify_all=dry_run)):
                     doomed.append(row[0])
             if not dry_run:
@@ -119,6 +121,8 @@ def _purge_before(engine, keep, before, dry_run, batch_size, heartbeat):
         for rows in _pages(model, using, fields, batch_size, where=~old):
             doomed = []
             for key, _, data in rows:
+                if counts.remembered(key, keep, live_split=True):
+                    continue
                 session = decoder.decode(data)
                 if not counts.spares(session, before_ts) and not counts.tally(session, keep):
                     doomed.append(key)

@@ -9,6 +9,9 @@ entries go right after (db_generic.forget_cached: UNLINK on Django's RedisCache)
 Counting without decoding: the counting scan takes the expired rows (expire_date <= the run's
 start) and the total; every deleted row beyond the expired ones was live.
 
+"Keep me signed in" sessions (purge.remembered): each DELETE also spares the checked ones, by an
+anti-join on the remembered-login table; nothing else is read for them.
+
 A scheduled run (`before`): only rows saved since `before` (common.saved_since) are read and
 decoded, once, up front (db_generic.began_after); each DELETE spares those that began after it.
 """
@@ -20,6 +23,7 @@ from django.utils import timezone
 from students.purge.common import Counts, failing_says_what_was_done, saved_since
 from students.purge.db_generic import began_after, forget_cached, session_table
 from students.purge.db_kept import kept_keys, not_kept_sql
+from students.purge.remembered import sparing_sql
 from students.selection import HEAD_CHARS
 
 
@@ -76,12 +80,15 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
                        [connection.ops.adapt_datetimefield_value(saved_since(before)), now_param, began_before])
 
     returning = f" RETURNING {key}" if engine.kind == "cached_db" else ""
+    remembered = sparing_sql(connection, table, key, using, keep)
+    kept_seen = set()
 
     def delete(where, params, kept):
         spare = f" AND NOT ({key} = ANY(%s))" if kept else ""
+        kept_seen.update(kept)
         with connection.cursor() as cursor:  # autocommit: each DELETE is its own short transaction
-            cursor.execute(f"DELETE FROM {table} WHERE {where}{only_before[0]}{spare}{returning}",
-                           [*params, *only_before[1], *([kept] if kept else [])])
+            cursor.execute(f"DELETE FROM {table} WHERE {where}{only_before[0]}{spare}{remembered[0]}{returning}",
+                           [*params, *only_before[1], *([kept] if kept else []), *remembered[1]])
             deleted = cursor.rowcount
             if returning:
                 forget_cached(engine, [row[0] for row in cursor.fetchall()])
@@ -108,6 +115,7 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
                 deleted += delete(where, params, kept)
                 heartbeat()
     counts.decoded = keep.keeps_anyone
+    counts.kept = len(kept_seen | keep.remembered)
     counts.deleted_expired = min(counts.expired, deleted)
     counts.deleted_active = deleted - counts.deleted_expired
     return counts

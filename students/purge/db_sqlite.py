@@ -41,6 +41,7 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
         for _, kept in kept_keys(model, using, now, engine, keep, counts, pages):
             kept_found += kept
             heartbeat()
+    kept_found += sorted(keep.remembered.difference(kept_found))  # checked up front (purge.remembered)
     kept_rows = []
     for start in range(0, len(kept_found), 500):
         kept_rows += sessions.filter(session_key__in=kept_found[start:start + 500], expire_date__gt=now)

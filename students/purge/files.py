@@ -60,6 +60,8 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
                     if not dry_run and _unlink(entry.path):
                         counts.deleted_expired += 1
                     continue
+                if counts.remembered(name[len(prefix):], keep, live_split=decode):
+                    continue
                 recent = before_age is not None and age <= before_age
                 if recent or decode:
                     data = _read(entry.path)

@@ -56,6 +56,9 @@ class Command(BaseCommand):
         parser.add_argument("--exclude-user", action="append", default=[], metavar="USERNAME",
                             help="Keep this user logged in (repeatable). An unknown username is an error.")
         parser.add_argument("--keep-staff", action="store_true", help="Keep staff users logged in.")
+        parser.add_argument("--keep-remembered", action="store_true",
+                            help='Keep "keep me signed in" sessions (each checked against the login that '
+                                 "remembered it; a session that only claims it is deleted).")
         parser.add_argument("--json", action="store_true",
                             help="Print the run summary as one JSON object (for monitoring) instead of text.")
         parser.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE, metavar="N",
@@ -81,7 +84,8 @@ class Command(BaseCommand):
         try:
             summary = logout_all_users(
                 dry_run=options["dry_run"], exclude_usernames=options["exclude_user"],
-                keep_staff=options["keep_staff"], batch_size=options["batch_size"], guard=guard,
+                keep_staff=options["keep_staff"], keep_remembered=options["keep_remembered"],
+                batch_size=options["batch_size"], guard=guard,
             )
         except NotDue as exc:
             self.stdout.write(json.dumps({"due": False, "message": str(exc)}) if options["json"] else str(exc))
@@ -137,7 +141,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Live sessions: {live} ({c.authenticated} authenticated, {c.anonymous} anonymous"
                           + (f", {c.undecodable} undecodable" if c.undecodable else "") + ")")
         self.stdout.write(f"Expired sessions: {c.expired}")
-        if summary.kept_usernames or summary.keep_staff:
+        if summary.kept_usernames or summary.keep_staff or summary.keep_remembered:
             self.stdout.write(f"Would keep {c.kept} session(s) ({self._who(summary)})")
         if summary.stands_for:
             self.stdout.write(f"Would spare {c.spared} session(s) that began after {summary.stands_for}, "
@@ -152,7 +156,7 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(
             f"Successfully logged out all users by deleting {c.deleted_active} session(s)"))
         self.stdout.write(f"Also cleaned up {c.deleted_expired} expired session(s)")
-        if summary.kept_usernames or summary.keep_staff:
+        if summary.kept_usernames or summary.keep_staff or summary.keep_remembered:
             self.stdout.write(f"Kept {c.kept} session(s) ({self._who(summary)})")
         if summary.stands_for:
             self.stdout.write(f"Spared {c.spared} session(s) that began after {summary.stands_for}, "
@@ -167,4 +171,5 @@ class Command(BaseCommand):
     @staticmethod
     def _who(summary):
         who = list(summary.kept_usernames) + (["all staff"] if summary.keep_staff else [])
-        return "users: " + ", ".join(who)
+        remembered = ["remembered sessions"] if summary.keep_remembered else []
+        return ", ".join((["users: " + ", ".join(who)] if who else []) + remembered)

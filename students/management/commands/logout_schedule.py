@@ -58,6 +58,9 @@ class Command(BaseCommand):
         parser.add_argument("--keep-staff", action="store_true", help="The clock cutoff keeps staff users logged in.")
         parser.add_argument("--exclude-user", action="append", default=[], metavar="USERNAME",
                             help="The clock cutoff keeps this user logged in (repeatable; must exist).")
+        parser.add_argument("--keep-remembered", action="store_true",
+                            help='The login page offers "Keep me signed in"; such sessions survive the clock '
+                                 "cutoff (and runs with --keep-remembered) until SESSION_COOKIE_AGE after login.")
         parser.add_argument("--warn-minutes", type=_warn_minutes, metavar="N",
                             help="Signed-in pages warn of each logout from N minutes before it (1-720), with a "
                                  "live countdown; without it, no warning.")
@@ -67,7 +70,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         if options["set"] is None:
-            misplaced = [name for name in ("also", "timezone", "keep_staff", "exclude_user", "warn_minutes")
+            misplaced = [name for name in ("also", "timezone", "keep_staff", "exclude_user", "warn_minutes",
+                                                    "keep_remembered")
                          if options[name]] + (["scheduler"] if options["scheduler"] != "cron" else [])
             if misplaced:
                 raise CommandError(f"--{misplaced[0].replace('_', '-')} goes with --set", returncode=2)
@@ -83,7 +87,8 @@ class Command(BaseCommand):
                 changed, schedule = clock.record_schedule(
                     options["set"], options["also"], zone_name=options["timezone"], scheduler=options["scheduler"],
                     keep_staff=options["keep_staff"], exclude_users=options["exclude_user"],
-                    warn_minutes=options["warn_minutes"] or 0, check=options["check"])
+                    warn_minutes=options["warn_minutes"] or 0, keep_remembered=options["keep_remembered"],
+                    check=options["check"])
         except (ScheduleError, UnknownUsers) as exc:
             raise CommandError(str(exc))
         except DatabaseError as exc:
@@ -129,7 +134,8 @@ def _view(schedule):
 
 
 def _describe(schedule):
-    kept = (["all staff"] if schedule.keep_staff else []) + list(schedule.excluded_usernames)
+    kept = ((["all staff"] if schedule.keep_staff else []) + list(schedule.excluded_usernames)
+            + (["remembered sessions"] if schedule.keep_remembered else []))
     warning = f", warns {schedule.warn_minutes} minutes before" if schedule.warn_minutes else ""
     return (f"daily at {', '.join(f'{at:%H:%M}' for at in schedule.times)} {schedule.timezone}, "
             f"scheduler {schedule.scheduler}, keeps {', '.join(kept) if kept else 'nobody'}{warning}")

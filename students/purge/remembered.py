@@ -1,0 +1,88 @@
+"""The "keep me signed in" sessions a purge keeps (--keep-remembered; students.remember writes them).
+
+Found without decoding every session: the RememberedLogin rows the server wrote at each such login
+name them. Only those sessions are read from the store and checked: the data decodes (on db,
+cached_db and file its signature must hold; a cache entry is written by the server alone), carries
+the remembered marker, belongs to the row's user, and neither has expired. The engines then spare
+exactly the keys that passed (KeepRule.remembered) and purge everything else as a full purge does.
+
+A real run removes the rows that failed (session gone or expired, marker missing, another user's,
+bad signature), so the table holds only live remembered logins; a dry run changes nothing.
+"""
+import os
+import tempfile
+from dataclasses import replace
+
+from django.conf import settings
+from django.db import router
+from django.utils import timezone
+
+from students.models import RememberedLogin
+from students.purge.db_generic import session_table
+from students.purge.redis_keys import session_cache
+from students.selection import REMEMBERED_KEY, Decoder, user_id_of
+
+CHUNK = 500  # keys per query or cache read (under SQLite's limit on query parameters)
+
+
+def verified(engine, keep, dry_run):
+    """`keep` with `remembered` filled in: the keys of the remembered sessions that pass the checks."""
+    if not keep.keep_remembered:
+        return keep
+    now = timezone.now()
+    rows = RememberedLogin.objects.using(router.db_for_write(RememberedLogin))
+    claims = dict(rows.filter(expires_at__gt=now).values_list("session_key", "user_id"))
+    keys = list(claims)
+    sessions = {}
+    for start in range(0, len(keys), CHUNK):
+        sessions.update(_stored(engine, keys[start:start + CHUNK], now))
+    good = frozenset(key for key, user_id in claims.items() if _holds(sessions.get(key), user_id))
+    if not dry_run:
+        rows.filter(expires_at__lte=now).delete()
+        failed = [key for key in keys if key not in good]
+        for start in range(0, len(failed), CHUNK):
+            rows.filter(session_key__in=failed[start:start + CHUNK]).delete()
+    return replace(keep, remembered=good)
+
+
+def sparing_sql(connection, table, key, using, keep):
+    """(SQL, params) to append to a DELETE of the session table (quoted `table` and `key` column)
+    so it spares the rule's remembered sessions. Same database: an anti-join on RememberedLogin,
+    which after verified() holds only checked rows (and logins written since, by the server);
+    else the checked keys as one array."""
+    if not keep.remembered:
+        return "", []
+    if router.db_for_write(RememberedLogin) == using:
+        remembered = connection.ops.quote_name(RememberedLogin._meta.db_table)
+        column = connection.ops.quote_name(RememberedLogin._meta.get_field("session_key").column)
+        return f" AND NOT EXISTS (SELECT 1 FROM {remembered} r WHERE r.{column} = {table}.{key})", []
+    return f" AND NOT ({key} = ANY(%s))", [sorted(keep.remembered)]
+
+
+def _holds(session, user_id):
+    return bool(session) and session.get(REMEMBERED_KEY) is True and user_id_of(session) == user_id
+
+
+def _stored(engine, keys, now):
+    """{key: session dict or None} for these session keys, as the engine's store holds them."""
+    if engine.kind in ("db", "cached_db"):  # cached_db: the row is the truth, the cache only a copy
+        model, using = session_table(engine)
+        decoder = Decoder(engine.store_class)
+        found = model._default_manager.using(using).filter(session_key__in=keys, expire_date__gt=now)
+        return {key: decoder.decode(data) for key, data in found.values_list("session_key", "session_data")}
+    if engine.kind == "cache":
+        prefix = engine.store_class.cache_key_prefix
+        found = session_cache().get_many([prefix + key for key in keys])
+        return {key: found.get(prefix + key) for key in keys}
+    if engine.kind == "file":
+        folder = settings.SESSION_FILE_PATH or tempfile.gettempdir()
+        decoder = Decoder(engine.store_class)
+        stored = {}
+        for key in keys:
+            try:
+                with open(os.path.join(folder, settings.SESSION_COOKIE_NAME + key), encoding="ascii") as handle:
+                    stored[key] = decoder.decode(handle.read())
+            except (OSError, UnicodeDecodeError):
+                stored[key] = None
+        return stored
+    return {}

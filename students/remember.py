@@ -1,0 +1,66 @@
+""""Keep me signed in" (issue 15, part 2): a checkbox on the login page, offered only while the
+recorded schedule has keep_remembered (`logout_schedule --set ... --keep-remembered`), never by a
+setting of its own.
+
+Ticked, the login is remembered: the session gets the marker selection.REMEMBERED_KEY and a fixed
+expiry, login + SESSION_COOKIE_AGE (set_expiry with a datetime: counted from the login, not sliding
+with each save), and the server writes a RememberedLogin row naming the session and its user.
+- The clock cutoff and run cutoffs whose keep rule has keep_remembered spare such a session by its
+  marker (students.cutoff.Cutoff.ends; session data only the server writes, so no query).
+- The purge (`logout_all_users --keep-remembered`) keeps only sessions that have a row and whose
+  stored data carries the marker and the row's user (students.purge.remembered); a session that
+  merely claims it is deleted.
+- No warning banner for it while the schedule keeps it (students.warning).
+"""
+from datetime import timedelta
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.sessions.backends import signed_cookies
+from django.utils import timezone
+
+from students import clock
+from students.models import RememberedLogin
+from students.selection import REMEMBERED_KEY
+
+
+def offered():
+    """Does the recorded schedule offer "Keep me signed in"? One cache read (a query on a miss)."""
+    schedule = clock.recorded_schedule()
+    return schedule is not None and schedule.keep_remembered
+
+
+class LoginForm(AuthenticationForm):
+    remember = forms.BooleanField(required=False, label="Keep me signed in")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not offered():
+            del self.fields["remember"]
+
+
+class LoginView(auth_views.LoginView):
+    form_class = LoginForm
+
+    def form_valid(self, form):
+        response = super().form_valid(form)  # logs in: a fresh session key, the login time stamped
+        if form.cleaned_data.get("remember"):
+            remember(self.request)
+        return response
+
+
+def remember(request):
+    """Mark this just-logged-in session as remembered, fix its expiry, and record the login."""
+    session = request.session
+    logged_in_at = timezone.now()
+    expires_at = logged_in_at + timedelta(seconds=settings.SESSION_COOKIE_AGE)
+    session.set_expiry(expires_at)
+    session[REMEMBERED_KEY] = True
+    if isinstance(session, signed_cookies.SessionStore):
+        return  # nothing stored on the server to keep or purge: the marker and the expiry are all
+    session.save()  # the key the row names must exist now
+    RememberedLogin.objects.update_or_create(
+        session_key=session.session_key,
+        defaults={"user_id": str(request.user.pk), "logged_in_at": logged_in_at, "expires_at": expires_at})
