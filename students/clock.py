@@ -113,11 +113,13 @@ class Schedule:
         """The JSON view (`logout_schedule --show --json`)."""
         return {
             "times": [f"{at:%H:%M}" for at in self.times], "timezone": self.timezone,
-            "scheduler": self.scheduler, "keep_staff": self.keep_staff, "keep_remembered": self.keep_remembered,
+            "scheduler": self.scheduler, "keep_staff": self.keep_staff,
             "exclude_users": list(self.excluded_usernames), "recorded_at": self.recorded_at.isoformat(),
             "previous_cutoffs": [datetime.fromtimestamp(c.at, UTC).isoformat() for c in self.previous_cutoffs],
-            # Only when on, as on the command line (--warn-minutes absent: no warning).
+            # Only when on, as on the command line (--warn-minutes absent: no warning; likewise
+            # --keep-remembered).
             **({"warn_minutes": self.warn_minutes} if self.warn_minutes else {}),
+            **({"keep_remembered": True} if self.keep_remembered else {}),
         }
 
 
