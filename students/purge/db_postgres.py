@@ -80,15 +80,15 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
                        [connection.ops.adapt_datetimefield_value(saved_since(before)), now_param, began_before])
 
     returning = f" RETURNING {key}" if engine.kind == "cached_db" else ""
-    remembered = sparing_sql(connection, table, key, using, keep)
+    remembered = sparing_sql(connection, table, key, keep)
     kept_seen = set()
 
     def delete(where, params, kept):
         spare = f" AND NOT ({key} = ANY(%s))" if kept else ""
         kept_seen.update(kept)
         with connection.cursor() as cursor:  # autocommit: each DELETE is its own short transaction
-            cursor.execute(f"DELETE FROM {table} WHERE {where}{only_before[0]}{spare}{remembered[0]}{returning}",
-                           [*params, *only_before[1], *([kept] if kept else []), *remembered[1]])
+            cursor.execute(f"DELETE FROM {table} WHERE {where}{only_before[0]}{spare}{remembered}{returning}",
+                           [*params, *only_before[1], *([kept] if kept else [])])
             deleted = cursor.rowcount
             if returning:
                 forget_cached(engine, [row[0] for row in cursor.fetchall()])

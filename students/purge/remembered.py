@@ -14,7 +14,6 @@ import tempfile
 from dataclasses import replace
 
 from django.conf import settings
-from django.db import router
 from django.utils import timezone
 
 from students.models import RememberedLogin
@@ -30,7 +29,7 @@ def verified(engine, keep, dry_run):
     if not keep.keep_remembered:
         return keep
     now = timezone.now()
-    rows = RememberedLogin.objects.using(router.db_for_write(RememberedLogin))
+    rows = RememberedLogin.objects
     claims = dict(rows.filter(expires_at__gt=now).values_list("session_key", "user_id"))
     keys = list(claims)
     sessions = {}
@@ -45,18 +44,17 @@ def verified(engine, keep, dry_run):
     return replace(keep, remembered=good)
 
 
-def sparing_sql(connection, table, key, using, keep):
-    """(SQL, params) to append to a DELETE of the session table (quoted `table` and `key` column)
-    so it spares the rule's remembered sessions. Same database: an anti-join on RememberedLogin,
-    which after verified() holds only checked rows (and logins written since, by the server);
-    else the checked keys as one array."""
+def sparing_sql(connection, table, key, keep):
+    """SQL to append to a DELETE of the session table (quoted `table` and `key` column) so it
+    spares the rule's remembered sessions: an anti-join on RememberedLogin, which after verified()
+    holds only checked rows (and logins the server wrote since). One hash of the table per DELETE
+    instead of the kept keys sent with each. The table lives with the sessions (the default
+    database, like the rest of this app); elsewhere the DELETE fails loudly, keeping nothing wrong."""
     if not keep.remembered:
-        return "", []
-    if router.db_for_write(RememberedLogin) == using:
-        remembered = connection.ops.quote_name(RememberedLogin._meta.db_table)
-        column = connection.ops.quote_name(RememberedLogin._meta.get_field("session_key").column)
-        return f" AND NOT EXISTS (SELECT 1 FROM {remembered} r WHERE r.{column} = {table}.{key})", []
-    return f" AND NOT ({key} = ANY(%s))", [sorted(keep.remembered)]
+        return ""
+    remembered = connection.ops.quote_name(RememberedLogin._meta.db_table)
+    column = connection.ops.quote_name(RememberedLogin._meta.get_field("session_key").column)
+    return f" AND NOT EXISTS (SELECT 1 FROM {remembered} r WHERE r.{column} = {table}.{key})"
 
 
 def _holds(session, user_id):
