@@ -4,8 +4,8 @@
 Backends (--backend): sqlite and postgres (the db engine), cached_db-redis (cached_db on PostgreSQL +
 Django's RedisCache), cache-redis (the cache engine on Django's RedisCache; users and run records in
 SQLite) and file (the file engine, SESSION_FILE_PATH a fresh folder in the benchmark's temp folder; users
-in SQLite). It fills the store with N sessions in a realistic mix (live students, live staff, anonymous,
-expired; data encoded by Django's own SessionStore), then runs each approach on an identical refill, each
+in SQLite). It fills the store with N sessions in a realistic mix (live students, 5% of them "keep me
+signed in" ones with their RememberedLogin rows, live staff, anonymous, expired; data encoded by Django's own SessionStore), then runs each approach on an identical refill, each
 in its own child process so one approach's memory never shows up in another's figure:
 
   floor            the cheapest correct purge of that store, nothing decoded:
@@ -21,6 +21,8 @@ in its own child process so one approach's memory never shows up in another's fi
                    (db and cached_db only)
   ours             `logout_all_users`
   ours_keep_staff  `logout_all_users --keep-staff`
+  ours_keep_remembered  `logout_all_users --keep-remembered`: keeps the remembered sessions (5% of the fill),
+                   each checked against its row; every other session goes
   ours_late        `logout_all_users --scheduled` fired 6 hours late (a recorded schedule whose latest
                    time was 6 h ago): it spares sessions that began after that time, so it decodes
                    those saved since (about 6 h / 13 days of the fill)
@@ -58,7 +60,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-APPROACHES = ["floor", "naive", "per_session", "ours", "ours_keep_staff", "ours_late"]
+APPROACHES = ["floor", "naive", "per_session", "ours", "ours_keep_staff", "ours_keep_remembered", "ours_late"]
 # SESSION_ENGINE of each backend; the peers that need the session table run only where there is one.
 ENGINES = {"sqlite": "db", "postgres": "db", "cached_db-redis": "cached_db", "cache-redis": "cache",
            "file": "file"}
@@ -68,8 +70,10 @@ SESSION_COOKIE_AGE = 14 * 86400  # Django's default, which lcstats keeps: a save
 FLOOR_BATCH = 1000  # keys per UNLINK in the Redis floors
 # The mix of a busy term-time site: most sessions belong to logged-in students, a few to staff,
 # some are anonymous (language choice, messages), a fifth are expired and waiting for clearsessions.
-MIX = [("staff", 0.005), ("student", 0.600), ("anonymous", 0.195), ("expired_user", 0.140),
-       ("expired_anonymous", 0.060)]
+# "remembered": students who ticked "Keep me signed in" (students.remember): a marker, an expiry fixed at
+# login + SESSION_COOKIE_AGE, and a RememberedLogin row each.
+MIX = [("staff", 0.005), ("student", 0.550), ("remembered", 0.050), ("anonymous", 0.195),
+       ("expired_user", 0.140), ("expired_anonymous", 0.060)]
 ANONYMOUS_DATA = [{"django_language": "ga"}, {"django_language": "en-gb"},
                   {"_messages": '[["__json_message",0,20,"Please log in to see your statistics."]]'}]
 KEY = "0123456789abcdefghijklmnopqrstuv"  # shaped like a Django session key: 32 of [0-9a-z]
@@ -160,6 +164,7 @@ class Fill:
         self.counts = {kind: 0 for kind, _ in self.mix}
         self.rows = []  # (session_key, session_data, expire_date as naive UTC datetime, decoded data)
         self.keys_of = {kind: set() for kind, _ in self.mix}
+        self.remembered = []  # (session_key, user id, login time as epoch seconds): the RememberedLogin rows
 
     def create_users(self):
         """One user per ten sessions; 1 in 500 is staff. Returns (student ids, staff ids)."""
@@ -185,6 +190,7 @@ class Fill:
         from importlib import import_module
 
         from students.cutoff import LOGIN_TIME_KEY
+        from students.selection import REMEMBERED_KEY
 
         if settings.SESSION_COOKIE_AGE != SESSION_COOKIE_AGE:
             raise RuntimeError(f"the fill assumes SESSION_COOKIE_AGE = {SESSION_COOKIE_AGE}")
@@ -199,6 +205,15 @@ class Fill:
                     HASH_SESSION_KEY: user_hash, LOGIN_TIME_KEY: login_time}
 
         self.payloads = {uid: payload(uid) for uid in students + staff}
+        # A remembered login: expiry fixed at the login (set_expiry with a datetime stores it in the data).
+        remembered_until = dt.datetime.fromtimestamp(login_time + SESSION_COOKIE_AGE, dt.timezone.utc)
+        remembered_payloads = {}
+
+        def remembered_payload(uid):
+            if uid not in remembered_payloads:
+                data = {**self.payloads[uid], REMEMBERED_KEY: True, "_session_expiry": remembered_until.isoformat()}
+                remembered_payloads[uid] = (data, store.encode(data).split(":")[0])
+            return remembered_payloads[uid]
         # Django encodes `<payload>:<timestamp>:<signature>`. Encode each user's payload once, then give
         # every session its own timestamp and a real signature: unique, valid data at ~2 us a row.
         encoded = {uid: store.encode(data).split(":")[0] for uid, data in self.payloads.items()}
@@ -222,9 +237,15 @@ class Fill:
             elif kind == "staff":
                 uid = rng.choice(staff)
                 data, text = self.payloads[uid], encoded[uid]
+            elif kind == "remembered":
+                uid = rng.choice(students)
+                data, text = remembered_payload(uid)
+                self.remembered.append((key, uid, login_time))
             else:
                 data, text = rng.choice(anonymous)
-            if kind.startswith("expired"):
+            if kind == "remembered":
+                expire = remembered_until.replace(tzinfo=None)  # fixed at login; last saved at the login
+            elif kind.startswith("expired"):
                 expire = now - dt.timedelta(seconds=rng.uniform(60, 30 * 86400))
             else:
                 expire = now + dt.timedelta(seconds=rng.uniform(86400, 14 * 86400))
@@ -241,7 +262,22 @@ class Fill:
         return [row for row in self.rows if row[2] > now]
 
     def must_keep(self, approach):
-        return self.keys_of["staff"] if approach == "ours_keep_staff" else set()
+        return {"ours_keep_staff": self.keys_of["staff"],
+                "ours_keep_remembered": self.keys_of["remembered"]}.get(approach, set())
+
+    def write_remembered(self):
+        """The RememberedLogin rows of the fill's remembered sessions, as the login view writes them."""
+        from django.db import connection
+
+        from students.models import RememberedLogin
+
+        RememberedLogin.objects.all().delete()
+        RememberedLogin.objects.bulk_create(
+            (RememberedLogin(session_key=key, user_id=str(uid),
+                             logged_in_at=dt.datetime.fromtimestamp(login, dt.timezone.utc),
+                             expires_at=dt.datetime.fromtimestamp(login + SESSION_COOKIE_AGE, dt.timezone.utc))
+             for key, uid, login in self.remembered), batch_size=5000)
+        connection.close()
 
     def judge(self, approach, left):
         """What is wrong with what an approach left (empty: nothing). ours_late spares anonymous
@@ -507,6 +543,7 @@ class Store:
 
     def refill(self, fill):
         self.database.refill(fill)
+        fill.write_remembered()
         for outside in (self.redis, self.files):
             if outside:
                 outside.refill(fill)
@@ -564,6 +601,8 @@ def run_child(approach, limit):
         call_command("logout_all_users", stdout=out, stderr=out)
     elif approach == "ours_keep_staff":
         call_command("logout_all_users", "--keep-staff", stdout=out, stderr=out)
+    elif approach == "ours_keep_remembered":
+        call_command("logout_all_users", "--keep-remembered", stdout=out, stderr=out)
     elif approach == "ours_late":
         call_command("logout_all_users", "--scheduled", stdout=out, stderr=out)
     seconds = time.perf_counter() - start
