@@ -8,7 +8,8 @@ the scheduled time, but nothing would delete stored sessions. So the site does, 
   cache); with the default per-process locmem cache, once per interval per process.
 - Bound: at most CLEANUP_BATCH (2,000) sessions per turn, so up to 288,000 a day; expired ones
   first, then sessions that began before a cutoff in force (rows last saved before it: its moment
-  + SESSION_COOKIE_AGE > expire_date), sparing what that cutoff keeps (staff, excluded users).
+  + SESSION_COOKIE_AGE > expire_date), sparing what that cutoff keeps (staff, excluded users,
+  remembered logins).
 - Requests that do not run it pay nothing measurable: only a signed-in request may notice that a
   turn could be due, and then at most once per CHECK_SECONDS (60) per process (a comparison with
   the process clock before that; anonymous requests never look). The turn itself runs after the
@@ -34,6 +35,7 @@ from students import clock
 from students.engines import detect_engine
 from students.models import LogoutSchedule
 from students.purge import Counts, delete_sessions
+from students.purge.remembered import kept_among
 from students.selection import Decoder, user_id_of
 
 logger = logging.getLogger(__name__)
@@ -120,10 +122,13 @@ def _cut_off_keys(engine, sessions, now, room):
         def kept(user_id):
             return user_id is not None and (user_id in c.kept_user_ids or (c.keep_staff and user_id in staff_ids))
 
-        for row in rows:
-            # Peek (no signature check) to find whose it is; believe a kept user only if signed.
-            if not keeps or not kept(user_id_of(decoder.peek(row[2]))) or not kept(user_id_of(decoder.decode(row[2]))):
-                keys.append(row[0])
+        doomed = [row[0] for row in rows
+                  # Peek (no signature check) to find whose it is; believe a kept user only if signed.
+                  if not keeps or not kept(user_id_of(decoder.peek(row[2]))) or not kept(user_id_of(decoder.decode(row[2])))]
+        if c.keep_remembered and doomed:  # remembered logins this cutoff keeps (checked as the purge does)
+            remembered = kept_among(engine, doomed, now)
+            doomed = [key for key in doomed if key not in remembered]
+        keys += doomed
         full = len(rows) == room
         if full:
             cache.set(CURSOR_KEY, {"at": c.at, "after": rows[-1][1].isoformat()}, None)

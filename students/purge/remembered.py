@@ -31,17 +31,31 @@ def verified(engine, keep, dry_run):
     now = timezone.now()
     rows = RememberedLogin.objects
     claims = dict(rows.filter(expires_at__gt=now).values_list("session_key", "user_id"))
-    keys = list(claims)
-    sessions = {}
-    for start in range(0, len(keys), CHUNK):
-        sessions.update(_stored(engine, keys[start:start + CHUNK], now))
-    good = frozenset(key for key, user_id in claims.items() if _holds(sessions.get(key), user_id))
+    good = _passing(engine, claims, now)
     if not dry_run:
         rows.filter(expires_at__lte=now).delete()
-        failed = [key for key in keys if key not in good]
+        failed = [key for key in claims if key not in good]
         for start in range(0, len(failed), CHUNK):
             rows.filter(session_key__in=failed[start:start + CHUNK]).delete()
     return replace(keep, remembered=good)
+
+
+def kept_among(engine, keys, now):
+    """The keys among `keys` whose remembered login passes the same checks (the site's own cleanup
+    turns, students.cleanup, which look at a few thousand sessions at a time)."""
+    claims = {}
+    for start in range(0, len(keys), CHUNK):
+        claims.update(RememberedLogin.objects.filter(session_key__in=keys[start:start + CHUNK], expires_at__gt=now)
+                      .values_list("session_key", "user_id"))
+    return _passing(engine, claims, now)
+
+
+def _passing(engine, claims, now):
+    """The keys of `claims` ({session key: user id}, from the rows) whose stored session holds."""
+    keys, sessions = list(claims), {}
+    for start in range(0, len(keys), CHUNK):
+        sessions.update(_stored(engine, keys[start:start + CHUNK], now))
+    return frozenset(key for key, user_id in claims.items() if _holds(sessions.get(key), user_id))
 
 
 def sparing_sql(connection, table, key, keep):

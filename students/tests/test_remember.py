@@ -16,6 +16,7 @@ from django.contrib.sessions.models import Session
 from django.core.cache import caches
 from django.test import Client
 
+from students import cleanup
 from students.clock import DAY
 from students.models import LogoutRun, LogoutSchedule, RememberedLogin
 from students.selection import REMEMBERED_KEY
@@ -251,6 +252,19 @@ def test_no_banner_for_a_remembered_session(users, clock):
     clock(D + timedelta(hours=1, minutes=50))
     assert 'id="logout-warning"' not in alice.get("/").content.decode()
     assert 'id="logout-warning"' in carol.get("/").content.decode()
+
+
+def test_the_sites_own_cleanup_keeps_remembered_sessions(users, clock):
+    offer(clock, "--scheduler", "none")  # no job: the site deletes cut-off sessions itself
+    clock(D + timedelta(hours=1))
+    alice, carol = login_remembered("alice"), login("carol")
+    teacher = login("teacher")
+    forge_marker(teacher)  # claims to be remembered, no row
+    clock(D + timedelta(hours=4))
+    cleanup.clean_up()
+    assert Session.objects.filter(pk=key_of(alice)).exists()
+    assert not Session.objects.filter(pk__in=[key_of(carol), key_of(teacher)]).exists()
+    assert is_signed_in(alice, "alice")
 
 
 # --- the switch -------------------------------------------------------------------------------------
