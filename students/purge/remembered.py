@@ -52,10 +52,11 @@ def kept_among(engine, keys, now):
 
 def _passing(engine, claims, now):
     """The keys of `claims` ({session key: user id}, from the rows) whose stored session holds."""
-    keys, sessions = list(claims), {}
-    for start in range(0, len(keys), CHUNK):
-        sessions.update(_stored(engine, keys[start:start + CHUNK], now))
-    return frozenset(key for key, user_id in claims.items() if _holds(sessions.get(key), user_id))
+    keys, good = list(claims), set()
+    for start in range(0, len(keys), CHUNK):  # a chunk's decoded sessions at a time, not all of them
+        sessions = _stored(engine, keys[start:start + CHUNK], now)
+        good.update(key for key, session in sessions.items() if _holds(session, claims[key]))
+    return frozenset(good)
 
 
 def sparing_sql(connection, table, key, keep):
