@@ -4,9 +4,10 @@
 Backends (--backend): sqlite and postgres (the db engine), cached_db-redis (cached_db on PostgreSQL +
 Django's RedisCache), cache-redis (the cache engine on Django's RedisCache; users and run records in
 SQLite) and file (the file engine, SESSION_FILE_PATH a fresh folder in the benchmark's temp folder; users
-in SQLite). It fills the store with N sessions in a realistic mix (live students, 5% of them "keep me
-signed in" ones with their RememberedLogin rows, live staff, anonymous, expired; data encoded by Django's own SessionStore), then runs each approach on an identical refill, each
-in its own child process so one approach's memory never shows up in another's figure:
+in SQLite). It fills the store with N sessions in a realistic mix (live students, 5% of all sessions
+"keep me signed in" ones with their RememberedLogin rows, live staff, anonymous, expired; data encoded by
+Django's own SessionStore), then runs each approach on an identical refill, each in its own child
+process so one approach's memory never shows up in another's figure:
 
   floor            the cheapest correct purge of that store, nothing decoded:
                      db         one raw SQL `DELETE FROM django_session`

@@ -122,9 +122,9 @@ def _cut_off_keys(engine, sessions, now, room):
         def kept(user_id):
             return user_id is not None and (user_id in c.kept_user_ids or (c.keep_staff and user_id in staff_ids))
 
-        doomed = [row[0] for row in rows
-                  # Peek (no signature check) to find whose it is; believe a kept user only if signed.
-                  if not keeps or not kept(user_id_of(decoder.peek(row[2]))) or not kept(user_id_of(decoder.decode(row[2])))]
+        # Peek (no signature check) to find whose it is; believe a kept user only if signed.
+        doomed = [row[0] for row in rows if not keeps or not kept(user_id_of(decoder.peek(row[2])))
+                  or not kept(user_id_of(decoder.decode(row[2])))]
         if c.keep_remembered and doomed:  # remembered logins this cutoff keeps (checked as the purge does)
             remembered = kept_among(engine, doomed, now)
             doomed = [key for key in doomed if key not in remembered]

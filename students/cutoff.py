@@ -5,8 +5,9 @@ a scheduled run the instant it stands for (LogoutRun.stands_for). A session whos
 in before the latest such cutoff is ended at its next request by
 students.middleware.LogoutCutoffMiddleware, unless the run kept that user (--exclude-user,
 --keep-staff) or, with --keep-remembered, the session is a "keep me signed in" one (its marker,
-in session data only the server writes: no query per request). This is what logs out signed_cookies sessions, which the server cannot delete,
-and it closes the small races the purge leaves on the other engines. The clock cutoffs of a
+in session data only the server writes: no query per request). This is what logs out
+signed_cookies sessions, which the server cannot delete, and it closes the small races the purge
+leaves on the other engines. The clock cutoffs of a
 recorded schedule (students.clock) are enforced the same way, even when no run happened.
 
 The login time is written into the session by a user_logged_in receiver. A session with no
@@ -20,7 +21,6 @@ from django.utils import timezone
 
 from students.models import LogoutRun
 from students.selection import LOGIN_TIME_KEY, REMEMBERED_KEY
-
 CACHE_KEY = "students:logout_cutoff"
 # How stale a web process's view of the cutoff may be. With a per-process cache (locmem) a new
 # cutoff written by the command in another process is seen within this many seconds; with a

@@ -3,8 +3,8 @@ page shows "You will be signed out at 02:00 (in 12 minutes). Save your work." (i
 
 Switched on with the schedule (`logout_schedule --set ... --warn-minutes N`, LogoutSchedule.warn_minutes),
 never by a setting of its own. The next logout is the schedule's next instant (Schedule.next_instant,
-remembered per process by students.clock like the clock cutoffs). Users the schedule keeps see nothing, nor do remembered ("keep me
-signed in") sessions when the schedule keeps them.
+remembered per process by students.clock like the clock cutoffs). Users the schedule keeps see
+nothing, nor do remembered ("keep me signed in") sessions when the schedule keeps them.
 
 Cost: the context processor reads the schedule the cutoff middleware already read for this request
 (clock.schedule_last_read): no query and no second cache round trip. An anonymous request reads
