@@ -36,6 +36,7 @@ def render_wrapper(workdir: Path, **overrides) -> Path:
         "nightly_logout_settings_module": "lcstats.settings",
         "nightly_logout_environment": {},
         "nightly_logout_keep_staff": False,
+        "nightly_logout_keep_remembered": False,
         "nightly_logout_exclude_users": [],
         "nightly_logout_mail_on_failure": False,
         "nightly_logout_mail_to": "root",

@@ -18,6 +18,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from students import cutoff
 from students.clock import DAY
 from students.models import LogoutSchedule
 from students.tests.conftest import D, command, is_signed_in, login, stored
@@ -201,7 +202,14 @@ def reads(client, path):
     return len(captured), len(counted)
 
 
-def test_no_query_for_anonymous_requests(users, clock, django_assert_num_queries):
+@pytest.fixture
+def slow_machine(monkeypatch):
+    """The cached schedule outlives the test however slow the machine: a miss (a query) every
+    cutoff.CACHE_SECONDS is the documented cost, not what these tests measure."""
+    monkeypatch.setattr(cutoff, "CACHE_SECONDS", 3600)
+
+
+def test_no_query_for_anonymous_requests(users, clock, slow_machine, django_assert_num_queries):
     schedule(clock)
     clock(D + timedelta(hours=1, minutes=50))
     visitor = Client()
@@ -213,7 +221,7 @@ def test_no_query_for_anonymous_requests(users, clock, django_assert_num_queries
         assert visitor.get(STATUS_URL, {"token": "x"}).json()["signed_in"] is False
 
 
-def test_the_banner_adds_no_query_and_no_cache_read_to_a_signed_in_page(users, clock, settings):
+def test_the_banner_adds_no_query_and_no_cache_read_to_a_signed_in_page(users, clock, slow_machine, settings):
     schedule(clock)
     clock(D + timedelta(hours=1))
     alice = login("alice")
