@@ -1,6 +1,7 @@
 """--keep-staff never keeps a forged session that claims a staff id, on every engine that stores
 sessions (db on SQLite and, in the PostgreSQL re-run, on PostgreSQL; cached_db, file, and cache on
-a real Redis), in real runs and dry runs. cached_db goes by the generic page-by-page path.
+a real Redis), in real runs and dry runs. cached_db goes by the block-range path on PostgreSQL and the
+page-by-page path elsewhere.
 
 Forged: the data names the teacher but its signature is not ours (db, cached_db, file); for the
 cache engine, whose values are not signed, an entry that is not a session dict but text claiming
