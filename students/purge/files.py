@@ -29,8 +29,7 @@ from students.selection import Decoder
 
 
 def purge(engine, keep, dry_run, batch_size, heartbeat, before):
-    # From the setting, not store_class._get_storage_path(): that one caches the first answer.
-    folder = settings.SESSION_FILE_PATH or tempfile.gettempdir()
+    folder = session_folder()
     if not os.path.isdir(folder):
         raise ImproperlyConfigured(f"SESSION_FILE_PATH {folder!r} is not an existing folder")
     prefix = settings.SESSION_COOKIE_NAME
@@ -64,7 +63,7 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
                     continue
                 recent = before_age is not None and age <= before_age
                 if recent or decode:
-                    data = _read(entry.path)
+                    data = read(entry.path)
                     if data is None:
                         continue
                     if recent or not data:
@@ -81,7 +80,13 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
     return counts
 
 
-def _read(path):
+def session_folder():
+    """Where Django's file engine keeps sessions. From the setting, not
+    store_class._get_storage_path(): that one caches the first answer."""
+    return settings.SESSION_FILE_PATH or tempfile.gettempdir()
+
+
+def read(path):
     """The file's text; "\\0" (undecodable) when it cannot be read as text; None when gone."""
     try:
         with open(path, encoding="ascii") as handle:

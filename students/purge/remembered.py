@@ -10,13 +10,13 @@ A real run removes the rows that failed (session gone or expired, marker missing
 bad signature), so the table holds only live remembered logins; a dry run changes nothing.
 """
 import os
-import tempfile
 from dataclasses import replace
 
 from django.conf import settings
 from django.utils import timezone
 
 from students.models import RememberedLogin
+from students.purge import files
 from students.purge.db_generic import session_table
 from students.purge.redis_keys import session_cache
 from students.selection import REMEMBERED_KEY, Decoder, user_id_of
@@ -88,14 +88,7 @@ def _stored(engine, keys, now):
         found = session_cache().get_many([prefix + key for key in keys])
         return {key: found.get(prefix + key) for key in keys}
     if engine.kind == "file":
-        folder = settings.SESSION_FILE_PATH or tempfile.gettempdir()
-        decoder = Decoder(engine.store_class)
-        stored = {}
-        for key in keys:
-            try:
-                with open(os.path.join(folder, settings.SESSION_COOKIE_NAME + key), encoding="ascii") as handle:
-                    stored[key] = decoder.decode(handle.read())
-            except (OSError, UnicodeDecodeError):
-                stored[key] = None
-        return stored
+        folder, decoder = files.session_folder(), Decoder(engine.store_class)
+        data = {key: files.read(os.path.join(folder, settings.SESSION_COOKIE_NAME + key)) for key in keys}
+        return {key: decoder.decode(text) if text else None for key, text in data.items()}
     return {}
