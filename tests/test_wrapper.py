@@ -337,3 +337,14 @@ def wait_for_file(path: Path, seconds: float = 30) -> str:
             return path.read_text()
         time.sleep(0.2)
     raise AssertionError(f"no mail arrived in {path} within {seconds}s")
+
+
+# "Keep me signed in" (students/remember.py): the role passes --keep-remembered to the job only when on.
+def test_the_role_passes_keep_remembered_to_the_job_only_when_on(tmp_path):
+    options = {}
+    for state in (True, False):
+        (tmp_path / str(state)).mkdir()
+        script = render_wrapper(tmp_path / str(state), nightly_logout_keep_remembered=state)
+        options[state] = re.search(r"COMMAND_OPTIONS=\((.*?)\n\)", script.read_text(), re.S)[1].split()
+        assert subprocess.run(["shellcheck", script], capture_output=True).returncode == 0
+    assert options == {True: ["--keep-remembered"], False: []}

@@ -5,8 +5,6 @@ clock and run cutoffs keeping them, no banner for them, and forged claims not ke
 Storage is looked at directly (the row, the Redis key, the file); the old cookie is tried on a
 page. Django's clock is pinned (conftest.clock) where a test needs the time of day."""
 import os
-import re
-import subprocess
 from datetime import timedelta
 
 import pytest
@@ -22,7 +20,6 @@ from students.models import LogoutRun, LogoutSchedule, RememberedLogin
 from students.selection import REMEMBERED_KEY
 from students.tests.conftest import (D, PASSWORD, command, is_signed_in, login, use_engine,
                                      without_cutoff_middleware)
-from tests.test_wrapper import render_wrapper  # the role's wrapper, rendered by real Ansible
 
 pytestmark = pytest.mark.django_db
 CHECKBOX = 'name="remember"'
@@ -278,13 +275,3 @@ def test_keep_remembered_is_recorded_shown_and_goes_with_set(users):
     assert "remembered sessions" in out
     with pytest.raises(Exception, match="--keep-remembered goes with --set"):
         command("logout_schedule", "--show", "--keep-remembered")
-
-
-def test_the_role_passes_keep_remembered_to_the_job_only_when_on(tmp_path):
-    options = {}
-    for state in (True, False):
-        (tmp_path / str(state)).mkdir()
-        script = render_wrapper(tmp_path / str(state), nightly_logout_keep_remembered=state)
-        options[state] = re.search(r"COMMAND_OPTIONS=\((.*?)\n\)", script.read_text(), re.S)[1].split()
-        assert subprocess.run(["shellcheck", script], capture_output=True).returncode == 0
-    assert options == {True: ["--keep-remembered"], False: []}
