@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from students import remember, views, warning
+from students import remember, views, warning, zones
 
 urlpatterns = [
     path("", views.statistics, name="statistics"),
@@ -14,4 +14,6 @@ urlpatterns = [
     path("health/nightly-logout/", views.nightly_logout_health, name="nightly_logout_health"),
     # The warning banner's countdown asks here at zero (students.warning).
     path("nightly-logout/status/", warning.status, name="nightly_logout_status"),
+    # The user's own time zone, for the per-user logout mode (students.zones).
+    path("accounts/time-zone/", zones.time_zone_page, name="time_zone"),
 ]

@@ -12,6 +12,8 @@ class StudentsConfig(AppConfig):
         from students import checks  # noqa: F401  (registers the `manage.py check` checks)
         from students.cleanup import run_if_due
         from students.cutoff import remember_login_time
+        from students.zones import stamp_at_login
 
         user_logged_in.connect(remember_login_time, dispatch_uid="students.remember_login_time")
+        user_logged_in.connect(stamp_at_login, dispatch_uid="students.zones.stamp_at_login")
         request_finished.connect(run_if_due, dispatch_uid="students.cleanup")

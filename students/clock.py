@@ -12,15 +12,18 @@ force when the schedule was recorded, changed or cleared (stored with it). So re
 anyone out on the spot, and changing or clearing never forgives a cutoff that had already passed.
 The middleware enforces them at each authenticated request whether or not any job ran.
 
+Per-user mode (students.zones): the instants are each session's own zone's, the zone stamped in the
+session at login; a cutoff kept from such a schedule applies to its zone's sessions only.
+
 Cost on the request path (cutoffs_in_force): one cache round trip for the run cutoff and the
 schedule together; on a miss (every CACHE_SECONDS per process with locmem) one indexed query each.
-The computed cutoffs are remembered per process until the next scheduled instant passes, so a
-request pays a comparison, not a calculation. Anonymous requests never get here.
+The computed cutoffs are remembered per process (and zone) until the next scheduled instant passes,
+so a request pays a comparison, not a calculation. Anonymous requests never get here.
 
 The warning banner (students.warning) counts down to the next scheduled instant (next_instant_at,
 remembered with the cutoffs) and reuses the schedule the middleware read (schedule_last_read).
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -28,11 +31,11 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from students import cutoff
+from students import cutoff, zones
 from students.cutoff import Cutoff
 from students.models import LogoutRun, LogoutSchedule
 from students.schedule import NotDue, ScheduleError, parse_due_at, parse_zone, target_instant
-from students.selection import resolve_keep_rule
+from students.selection import ZONE_KEY, resolve_keep_rule
 
 SCHEDULERS = tuple(LogoutSchedule.Scheduler.values)
 CACHE_KEY = "students:logout_schedule"
@@ -54,6 +57,7 @@ class Schedule:
     kept_user_ids: frozenset = frozenset()   # str(pk) of the excluded users
     warn_minutes: int = 0                    # the warning banner's window (students.warning); 0: off
     keep_remembered: bool = False            # "keep me signed in" offered and kept (students.remember)
+    per_user_zones: bool = False             # each user's own zone (students.zones)
     previous_cutoffs: tuple = ()             # Cutoff, in force when this was recorded
     zone: ZoneInfo = field(default=None, compare=False, repr=False)
 
@@ -61,28 +65,30 @@ class Schedule:
         if self.zone is None and self.timezone:
             object.__setattr__(self, "zone", ZoneInfo(self.timezone))
 
-    def instants_on(self, day):
-        """The scheduled instants (aware UTC) of local date `day`, in order, each once."""
-        return sorted({target_instant(day, at, self.zone) for at in self.times})
+    def instants_on(self, day, zone=None):
+        """The scheduled instants (aware UTC) of local date `day` in `zone` (default: the schedule's),
+        in order, each once."""
+        zone = zone or self.zone
+        return sorted({target_instant(day, at, zone) for at in self.times})
 
-    def latest_instant(self, now):
+    def latest_instant(self, now, zone=None):
         """The latest scheduled instant at or before `now` (aware), as an aware UTC datetime."""
         if not self.times:
             return None
-        day = now.astimezone(self.zone).date()
+        day = now.astimezone(zone or self.zone).date()
         for back in range(3):  # a local date's instants lie on that date; two days back is plenty
-            passed = [s for s in self.instants_on(day - back * DAY) if s <= now]
+            passed = [s for s in self.instants_on(day - back * DAY, zone) if s <= now]
             if passed:
                 return passed[-1]
         return None
 
-    def next_instant(self, now):
+    def next_instant(self, now, zone=None):
         """The first scheduled instant after `now` (aware): what a warning banner counts down to."""
         if not self.times:
             return None
-        day = now.astimezone(self.zone).date()
+        day = now.astimezone(zone or self.zone).date()
         for ahead in range(3):
-            coming = [s for s in self.instants_on(day + ahead * DAY) if s > now]
+            coming = [s for s in self.instants_on(day + ahead * DAY, zone) if s > now]
             if coming:
                 return coming[0]
         return None
@@ -96,18 +102,37 @@ class Schedule:
         gaps = [b - a for a, b in zip(minutes, minutes[1:])] + [minutes[0] + 24 * 60 - minutes[-1]]
         return timedelta(minutes=max(gaps))
 
-    def own_cutoff(self, now):
-        """This schedule's clock cutoff at `now`: its latest passed instant after R, or None."""
-        latest = self.latest_instant(now)
+    def own_cutoff(self, now, zone=None):
+        """This schedule's clock cutoff at `now` (in `zone` for per-user mode): its latest passed
+        instant after R, or None."""
+        latest = self.latest_instant(now, zone)
         if latest is None or latest <= self.recorded_at:
             return None
         return Cutoff(at=latest.timestamp(), kept_user_ids=self.kept_user_ids, keep_staff=self.keep_staff,
                       keep_remembered=self.keep_remembered)
 
-    def in_force(self, now):
-        """Every clock cutoff in force at `now` (Cutoff, oldest first)."""
-        own = self.own_cutoff(now)
-        return self.previous_cutoffs + ((own,) if own else ())
+    def in_force(self, now, session_zone=None):
+        """Every clock cutoff in force at `now` (Cutoff, oldest first) for a session logged out by
+        `session_zone` ((name, ZoneInfo) from zone_of; default the schedule's): in per-user mode its
+        own cutoff is that zone's, and a previous cutoff kept for another zone is left out."""
+        name, zone = session_zone or (self.timezone, self.zone)
+        own = self.own_cutoff(now, zone if self.per_user_zones else None)
+        return tuple(c for c in self.previous_cutoffs if c.zone in ("", name)) + ((own,) if own else ())
+
+    def for_everyone(self, now):
+        """The clock cutoffs that end every session whatever its zone (the site's own cleanup)."""
+        own = None if self.per_user_zones else self.own_cutoff(now)
+        return tuple(c for c in self.previous_cutoffs if not c.zone) + ((own,) if own else ())
+
+    def zone_of(self, session):
+        """The zone (name, ZoneInfo) that logs out this session: in per-user mode the zone stamped at
+        its login (students.zones.stamp), else, or when it has none, the schedule's."""
+        if session is not None:
+            name = session.get(ZONE_KEY) or ""
+            zone = zones.zone_info(name) if name else None
+            if zone is not None:
+                return name, zone
+        return self.timezone, self.zone
 
     def as_dict(self):
         """The JSON view (`logout_schedule --show --json`)."""
@@ -120,6 +145,7 @@ class Schedule:
             # --keep-remembered).
             **({"warn_minutes": self.warn_minutes} if self.warn_minutes else {}),
             **({"keep_remembered": True} if self.keep_remembered else {}),
+            **({"per_user_zones": True} if self.per_user_zones else {}),
         }
 
 
@@ -133,7 +159,7 @@ def _as_cache_value(row):
         "keep_staff": row.keep_staff, "excluded_usernames": list(row.excluded_usernames),
         "kept_user_ids": [str(i) for i in row.kept_user_ids], "recorded_at": row.recorded_at.isoformat(),
         "previous_cutoffs": list(row.previous_cutoffs), "warn_minutes": row.warn_minutes,
-        "keep_remembered": row.keep_remembered,
+        "keep_remembered": row.keep_remembered, "per_user_zones": row.per_user_zones,
     }}
 
 
@@ -165,6 +191,7 @@ def _schedule_from(value):
         previous_cutoffs=tuple(_cutoff_from(c) for c in row["previous_cutoffs"]),
         warn_minutes=row.get("warn_minutes", 0),  # a value cached before migration 0003 has none
         keep_remembered=row.get("keep_remembered", False),  # nor before 0004
+        per_user_zones=row.get("per_user_zones", False),  # nor before 0005
     )
     _parsed = (row, schedule)
     return schedule
@@ -173,12 +200,13 @@ def _schedule_from(value):
 def _cutoff_from(stored):
     return Cutoff(at=datetime.fromisoformat(stored["at"]).timestamp(),
                   kept_user_ids=frozenset(stored["kept_user_ids"]), keep_staff=stored["keep_staff"],
-                  keep_remembered=stored.get("keep_remembered", False))
+                  keep_remembered=stored.get("keep_remembered", False), zone=stored.get("zone", ""))
 
 
 def _cutoff_to(c):
     return {"at": datetime.fromtimestamp(c.at, UTC).isoformat(), "keep_staff": c.keep_staff,
-            "keep_remembered": c.keep_remembered, "kept_user_ids": sorted(c.kept_user_ids)}
+            "keep_remembered": c.keep_remembered, "kept_user_ids": sorted(c.kept_user_ids),
+            **({"zone": c.zone} if c.zone else {})}
 
 
 def _state(value=None):
@@ -207,43 +235,55 @@ def schedule_last_read():
     return state if state is not None and state.times else None
 
 
-# Per process: the clock cutoffs computed for the last schedule seen, valid from its latest passed
-# instant until its next one (epoch seconds).
-_window = (None, 0.0, 0.0, ())
+# Per process: for the last schedule seen, the clock cutoffs of each zone, valid from that zone's
+# latest passed instant until its next one (epoch seconds): {zone name: (start, end, cutoffs)}.
+_windows = (None, {})
 
 
-def _window_at(schedule, now):
-    global _window
-    seen, start, end, cutoffs = _window
+def _window_at(schedule, now, session=None):
+    global _windows
+    seen, by_zone = _windows
+    if seen is not schedule:
+        by_zone = {}
+        _windows = (schedule, by_zone)
+    session_zone = schedule.zone_of(session)
     stamp = now.timestamp()
-    if seen is schedule and start <= stamp < end:
-        return _window
-    latest, coming = schedule.latest_instant(now), schedule.next_instant(now)
-    _window = (schedule, latest.timestamp() if latest else float("-inf"),
-               coming.timestamp() if coming else float("inf"), schedule.in_force(now))
-    return _window
+    window = by_zone.get(session_zone[0])
+    if window is not None and window[0] <= stamp < window[1]:
+        return window
+    zone = session_zone[1] if schedule.per_user_zones else None
+    latest, coming = schedule.latest_instant(now, zone), schedule.next_instant(now, zone)
+    window = (latest.timestamp() if latest else float("-inf"), coming.timestamp() if coming else float("inf"),
+              schedule.in_force(now, session_zone))
+    by_zone[session_zone[0]] = window
+    return window
 
 
-def clock_cutoffs(schedule, now):
-    """schedule.in_force(now), remembered until the next scheduled instant passes."""
-    return _window_at(schedule, now)[3]
+def clock_cutoffs(schedule, now, session=None):
+    """schedule.in_force(now) for this session's zone, remembered until its next scheduled instant."""
+    return _window_at(schedule, now, session)[2]
 
 
-def next_instant_at(schedule, now):
-    """schedule.next_instant(now) in epoch seconds (inf: none), remembered like clock_cutoffs:
-    what the warning banner counts down to."""
-    return _window_at(schedule, now)[2]
+def next_instant_at(schedule, now, session=None):
+    """schedule.next_instant(now) in epoch seconds (inf: none) for this session's zone, remembered
+    like clock_cutoffs: what the warning banner counts down to."""
+    return _window_at(schedule, now, session)[1]
 
 
-def cutoffs_in_force(now):
-    """Every cutoff the middleware enforces at `now`: the latest run's and the clock's.
+def cutoffs_in_force(now, session=None):
+    """Every cutoff the middleware enforces at `now` on `session`: the latest run's and the clock's
+    (its zone's, in per-user mode). With no session: those that end every session (the cleanup).
     One cache round trip for both; on a miss, one indexed query for the missing one."""
     values = cache.get_many([cutoff.CACHE_KEY, CACHE_KEY])
     run_value = values.get(cutoff.CACHE_KEY)
     run = cutoff.from_cache_value(run_value if run_value is not None else cutoff.load_value())
     schedule = _state(values.get(CACHE_KEY))
     found = (run,) if run is not None else ()
-    return found + clock_cutoffs(schedule, now) if schedule is not None else found
+    if schedule is None:
+        return found
+    if session is None:
+        return found + schedule.for_everyone(now)
+    return found + clock_cutoffs(schedule, now, session)
 
 
 # --- recording it --------------------------------------------------------------------------------
@@ -267,16 +307,21 @@ def _previous(state, now):
     """The cutoffs in force at `now` under the stored state, one per set of keep rules (the latest)."""
     if state is None:
         return ()
+    if state.per_user_zones:  # each zone's own cutoff, for the sessions that zone logs out
+        own = [replace(c, zone=name) for name in zones.zones_in_use(state)
+               for c in [state.own_cutoff(now, zones.zone_info(name))] if c is not None]
+    else:
+        own = [c for c in [state.own_cutoff(now)] if c is not None]
     latest = {}
-    for c in state.in_force(now):
-        rules = (c.keep_staff, c.keep_remembered, c.kept_user_ids)
+    for c in (*state.previous_cutoffs, *own):
+        rules = (c.keep_staff, c.keep_remembered, c.kept_user_ids, c.zone)
         if rules not in latest or latest[rules].at < c.at:
             latest[rules] = c
     return tuple(sorted(latest.values(), key=lambda c: c.at))
 
 
 def record_schedule(main, also=(), *, zone_name, scheduler="cron", keep_staff=False, exclude_users=(),
-                    warn_minutes=0, keep_remembered=False, check=False):
+                    warn_minutes=0, keep_remembered=False, per_user_zones=False, check=False):
     """Record (or with check=True, only compare) the schedule. Returns (changed, Schedule).
     Raises ScheduleError (bad time, zone, scheduler or warning minutes) or selection.UnknownUsers."""
     times = parse_times(main, also)
@@ -288,7 +333,7 @@ def record_schedule(main, also=(), *, zone_name, scheduler="cron", keep_staff=Fa
     keep = resolve_keep_rule(exclude_users, False)
     wanted = dict(times=[f"{t:%H:%M}" for t in times], timezone=str(zone), scheduler=scheduler,
                   keep_staff=keep_staff, excluded_usernames=list(keep.usernames), kept_user_ids=keep.kept_ids,
-                  warn_minutes=warn_minutes, keep_remembered=keep_remembered)
+                  warn_minutes=warn_minutes, keep_remembered=keep_remembered, per_user_zones=per_user_zones)
     with transaction.atomic():
         row = LogoutSchedule.objects.select_for_update().filter(pk=1).first()
         if row is not None and all(getattr(row, name) == value for name, value in wanted.items()):
@@ -339,19 +384,22 @@ class NoSchedule(Exception):
 
 def due_instant(now):
     """The scheduled instant a run fired at `now` stands for: the latest one that has passed since
-    the schedule was recorded. Raises NoSchedule, or schedule.NotDue when no instant has passed
-    since the recording or a successful run already stands for it. Read from the database: call it
-    under the cluster lock."""
+    the schedule was recorded (in per-user mode, students.zones.DueZones: the zones whose time has
+    passed). Raises NoSchedule, or schedule.NotDue when no instant has passed since the recording
+    or a successful run already stands for it. Read from the database: call it under the cluster
+    lock."""
     schedule = stored_schedule()
     if schedule is None:
         raise NoSchedule("no logout schedule is recorded; record it first with "
                          "`manage.py logout_schedule --set HH:MM --timezone ZONE`")
+    if schedule.per_user_zones:
+        return zones.due_zones(schedule, now)
     latest = schedule.latest_instant(now)
     if latest is None or latest <= schedule.recorded_at:
         coming = schedule.next_instant(now)
         raise NotDue(f"Not due: no scheduled time has passed since the schedule was recorded at "
                      f"{_local(schedule.recorded_at, schedule.zone)}; the first is {_local(coming, schedule.zone)}")
-    done = (LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS, stands_for__gte=latest)
+    done = (LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS, stands_for__gte=latest, zones__isnull=True)
             .order_by("-started_at").first())
     if done is not None:
         raise NotDue(f"Already logged out for {_local(latest, schedule.zone)} ({schedule.timezone}) by host "

@@ -34,6 +34,9 @@ class Cutoff:
     kept_user_ids: frozenset = frozenset()
     keep_staff: bool = False
     keep_remembered: bool = False
+    # Only for sessions logged out by this zone (a per-user time zone schedule's cutoff, kept when the
+    # schedule was changed: students.clock.applying); "": every session.
+    zone: str = ""
 
     def ends(self, session, user):
         """True when this authenticated session must be logged out."""
@@ -80,7 +83,7 @@ def latest_cutoff():
 def latest_run():
     """The successful run whose cutoff is the latest (a late scheduled run stands for an earlier
     instant than its start, so the newest run is not always the latest cutoff)."""
-    return (LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS)
+    return (LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS, zones__isnull=True)  # not per-zone runs
             .order_by(Coalesce("stands_for", "started_at").desc(), "-started_at").first())
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from django.db import DatabaseError
 from django.utils import timezone
 
-from students import cutoff
+from students import cutoff, zones
+from students.clock import stored_schedule
 from students.engines import detect_engine
 from students.lock import run_lock
 from students.models import LogoutRun
@@ -37,6 +38,7 @@ class Summary:
     host: str = ""
     run_id: int | None = None
     stands_for: str | None = None
+    zones: dict | None = None  # a per-user time zone run: {zone: ISO instant it stood for}
     outcome: str = "success"
 
     def as_dict(self):
@@ -54,7 +56,7 @@ class Summary:
             "expired": counts.expired, "kept_sessions": counts.kept,
             "kept_usernames": self.kept_usernames, "keep_staff": self.keep_staff,
             "keep_remembered": self.keep_remembered,
-            "spared_sessions": counts.spared,
+            "spared_sessions": counts.spared, "zones": self.zones,
             "note": counts.note,
         }
 
@@ -76,10 +78,9 @@ def logout_all_users(*, dry_run=False, exclude_usernames=(), keep_staff=False, k
                       keep_remembered=keep_remembered, host=host)
     clock = time.monotonic()
     if dry_run:
-        stands_for = guard() if guard is not None else None
-        summary.stands_for = stands_for and stands_for.isoformat()
+        stands_for, due_zones = _standing(guard() if guard is not None else None, summary)
         summary.started_at = timezone.now().isoformat()
-        summary.counts = purge(engine, keep, dry_run=True, batch_size=batch_size, before=stands_for)
+        summary.counts = _purge(engine, keep, due_zones, dry_run=True, batch_size=batch_size, before=stands_for)
         summary.finished_at = timezone.now().isoformat()
         summary.seconds = time.monotonic() - clock
         return summary
@@ -87,16 +88,16 @@ def logout_all_users(*, dry_run=False, exclude_usernames=(), keep_staff=False, k
     with run_lock() as lock:
         # Holding the lock, any run still marked running is one that died without recording it.
         _mark_abandoned_runs()
-        stands_for = guard() if guard is not None else None
+        stands_for, due_zones = _standing(guard() if guard is not None else None, summary)
         run = LogoutRun.objects.create(
             started_at=timezone.now(), stands_for=stands_for, host=host, engine=engine.path,
             keep_staff=keep_staff, keep_remembered=keep_remembered, kept_usernames=list(keep.usernames),
-            kept_user_ids=keep.kept_ids,
+            kept_user_ids=keep.kept_ids, zones=due_zones.record() if due_zones else None,
         )
         summary.run_id, summary.started_at = run.pk, run.started_at.isoformat()
-        summary.stands_for = stands_for and stands_for.isoformat()
         try:
-            counts = purge(engine, keep, batch_size=batch_size, heartbeat=lock.refresh, before=stands_for)
+            counts = _purge(engine, keep, due_zones, batch_size=batch_size, heartbeat=lock.refresh,
+                            before=stands_for)
         except Exception as exc:
             _record_failure(run, exc)
             raise
@@ -118,6 +119,27 @@ def logout_all_users(*, dry_run=False, exclude_usernames=(), keep_staff=False, k
         f" of {', '.join(keep.usernames)}" if keep.usernames else "",
     )
     return summary
+
+
+def _standing(due, summary):
+    """What the guard returned -> (the instant the run stands for, students.zones.DueZones or None)."""
+    due_zones = due if isinstance(due, zones.DueZones) else None
+    stands_for = due_zones.latest if due_zones else due
+    summary.stands_for = stands_for and stands_for.isoformat()
+    summary.zones = due_zones.record() if due_zones else None
+    return stands_for, due_zones
+
+
+def _purge(engine, keep, due_zones, *, before, **options):
+    """purge(); a per-user time zone run purges each group of zones for its own instant, with the
+    rule narrowed to that group's users (students.zones.restricted)."""
+    if due_zones is None:
+        return purge(engine, keep, before=before, **options)
+    schedule = stored_schedule()
+    total = Counts()
+    for instant, names in due_zones.groups:
+        total.add(purge(engine, zones.restricted(keep, instant, names, schedule), before=instant, **options))
+    return total
 
 
 def _mark_abandoned_runs():

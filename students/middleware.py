@@ -21,7 +21,7 @@ class LogoutCutoffMiddleware:
     def __call__(self, request):
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
-            if any(c.ends(request.session, user) for c in cutoffs_in_force(timezone.now())):
+            if any(c.ends(request.session, user) for c in cutoffs_in_force(timezone.now(), request.session)):
                 logout(request)
             cleanup.note_signed_in_request()  # with no scheduler: a storage cleanup after the response
         return self.get_response(request)

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 
 
@@ -30,6 +31,9 @@ class LogoutRun(models.Model):
     keep_remembered = models.BooleanField(default=False)
     kept_usernames = models.JSONField(default=list, blank=True)
     kept_user_ids = models.JSONField(default=list, blank=True)
+    # A --scheduled run in per-user time zone mode: {zone: ISO instant} of the zones it logged out
+    # (students.zones). It ends nobody else, so it sets no site-wide cutoff. Null: any other run.
+    zones = models.JSONField(null=True, blank=True)
     outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.RUNNING)
     error = models.TextField(blank=True)
 
@@ -74,6 +78,8 @@ class LogoutSchedule(models.Model):
     warn_minutes = models.PositiveSmallIntegerField(default=0)
     # The login page offers "Keep me signed in", and the clock cutoff keeps such sessions (students.remember).
     keep_remembered = models.BooleanField(default=False)
+    # Each user is logged out at these local times in their own zone (UserTimeZone; students.zones).
+    per_user_zones = models.BooleanField(default=False)
 
     def __str__(self):
         return f"{', '.join(self.times) or 'no schedule'} {self.timezone} ({self.scheduler})"
@@ -92,6 +98,30 @@ class RememberedLogin(models.Model):
 
     def __str__(self):
         return f"{self.user_id} remembered until {self.expires_at:%Y-%m-%d %H:%M:%S}"
+
+
+class UserTimeZone(models.Model):
+    """A user's own time zone (students.zones), for the per-user logout mode. Stored on the user, not
+    only in the session (the logout wipes sessions); copied into each session at login, so reading
+    it costs no query per request. A change waits for the next logout in the zone in effect
+    (``next_zone`` from ``next_zone_from``), so nobody dodges a logout by switching zones."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True,
+                                related_name="logout_time_zone")
+    zone = models.CharField(max_length=64, blank=True, help_text="IANA name; blank: the schedule's zone")
+    next_zone = models.CharField(max_length=64, blank=True)
+    next_zone_from = models.DateTimeField(null=True, blank=True,
+                                          help_text="When next_zone takes over: the next logout in the zone")
+
+    def zone_at(self, moment):
+        """The zone in effect at `moment` ("" = the schedule's)."""
+        if self.next_zone_from is not None and moment >= self.next_zone_from:
+            return self.next_zone
+        return self.zone
+
+    def __str__(self):
+        pending = f" ({self.next_zone} from {self.next_zone_from:%Y-%m-%d %H:%M})" if self.next_zone_from else ""
+        return f"{self.user_id}: {self.zone or 'schedule zone'}{pending}"
 
 
 class RunLease(models.Model):

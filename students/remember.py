@@ -21,7 +21,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.sessions.backends import signed_cookies
 from django.utils import timezone
 
-from students import clock
+from students import clock, zones
 from students.models import RememberedLogin
 from students.selection import REMEMBERED_KEY
 
@@ -34,6 +34,8 @@ def offered():
 
 class LoginForm(AuthenticationForm):
     remember = forms.BooleanField(required=False, label="Keep me signed in")
+    # Filled by students/static/students/browser_zone.js: a user with no zone yet gets this one.
+    browser_zone = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -45,6 +47,8 @@ class LoginView(auth_views.LoginView):
     form_class = LoginForm
 
     def form_valid(self, form):
+        zones.fill_from_browser(form.get_user(), form.cleaned_data.get("browser_zone", ""), timezone.now(),
+                                clock.recorded_schedule())  # before the login stamps the zone in effect
         response = super().form_valid(form)  # logs in: a fresh session key, the login time stamped
         if form.cleaned_data.get("remember"):
             remember(self.request)

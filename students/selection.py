@@ -12,6 +12,7 @@ from django.utils.module_loading import import_string
 
 LOGIN_TIME_KEY = "_students_login_time"  # written at login by students.cutoff.remember_login_time
 REMEMBERED_KEY = "_students_remembered"  # "keep me signed in": written at login by students.remember
+ZONE_KEY = "_students_zone"  # the user's time zone at login ("": the schedule's), by students.zones.stamp
 
 
 class UnknownUsers(Exception):
@@ -35,13 +36,21 @@ class KeepRule:
     # With keep_remembered: the session keys of the remembered logins the purge checked
     # (students.purge.remembered.verified); each engine spares exactly these, nothing decoded.
     remembered: frozenset = frozenset()
+    # A per-user time zone run (students.zones.restricted) that logs out only these users keeps
+    # every other user's sessions, and the anonymous ones.
+    only_user_ids: frozenset | None = None
+    keep_anonymous: bool = False
 
     @property
     def keeps_anyone(self):
-        return bool(self.user_ids or self.staff_ids)
+        return bool(self.user_ids or self.staff_ids) or self.only_user_ids is not None or self.keep_anonymous
 
     def keeps(self, user_id):
-        return user_id is not None and (user_id in self.user_ids or user_id in self.staff_ids)
+        if user_id is None:
+            return False  # anonymous: keep_anonymous, decided where the session is known to be one
+        if self.only_user_ids is not None and user_id not in self.only_user_ids:
+            return True
+        return user_id in self.user_ids or user_id in self.staff_ids
 
     @property
     def kept_ids(self):
@@ -175,8 +184,9 @@ class PayloadPatterns:
 
     @classmethod
     def for_rule(cls, keep, decoder):
-        """The patterns for this rule, or None when sessions are not JSON (nothing to match)."""
-        if not decoder.json:
+        """The patterns for this rule, or None when sessions are not JSON (nothing to match) or the
+        rule keeps everyone but a few (a per-user time zone run: the patterns rule out the kept)."""
+        if not decoder.json or keep.only_user_ids is not None or keep.keep_anonymous:
             return None
         heads = {}
         for user_id in keep.kept_ids:

@@ -45,7 +45,7 @@ REASON_MAX_AGE = 10 * 60  # seconds a "signed out" link keeps its reason
 @dataclass(frozen=True)
 class LogoutWarning:
     at: float             # the logout instant, epoch seconds
-    time: str             # its local time in the schedule's zone, "HH:MM"
+    time: str             # its local time in the schedule's zone (per-user mode: the user's), "HH:MM"
     seconds_left: float   # from this request to the instant
     window: int           # seconds before the instant that the banner shows
 
@@ -78,10 +78,11 @@ def warning_for(user, now, session=None):
         return None
     if schedule.keep_remembered and session is not None and session.get(REMEMBERED_KEY) is True:
         return None
-    at = clock.next_instant_at(schedule, now)
+    at = clock.next_instant_at(schedule, now, session)
     if math.isinf(at):
         return None
-    return LogoutWarning(at=at, time=f"{datetime.fromtimestamp(at, schedule.zone):%H:%M}",
+    shown_in = schedule.zone_of(session)[1] if schedule.per_user_zones else schedule.zone  # the user's own zone
+    return LogoutWarning(at=at, time=f"{datetime.fromtimestamp(at, shown_in):%H:%M}",
                          seconds_left=at - now.timestamp(), window=schedule.warn_minutes * 60)
 
 

@@ -12,6 +12,9 @@ file           files: the session files under SESSION_FILE_PATH.
 cache          cache: Django's RedisCache only (SCAN); any other cache raises UnsupportedEngine.
 signed_cookies nothing is stored on the server; the logout cutoff (students.cutoff) ends them.
 
+A per-user time zone run (students.zones.restricted: KeepRule.only_user_ids, keep_anonymous) keeps
+every session but those of the users in the zones it stands for; db and cached_db take db_generic.
+
 "Keep me signed in" sessions (KeepRule.keep_remembered): the rows written at login name them;
 remembered.verified checks only those sessions, and each engine spares exactly the keys that passed.
 
@@ -51,14 +54,18 @@ def purge(engine, keep, *, dry_run=False, batch_size=DEFAULT_BATCH_SIZE, heartbe
     if engine.kind == "signed_cookies":
         return Counts(note=SIGNED_COOKIES_NOTE)
     keep = remembered.verified(engine, keep, dry_run)
-    return _engine_module(engine, dry_run).purge(engine, keep, dry_run, batch_size, heartbeat, before)
+    return _engine_module(engine, keep, dry_run).purge(engine, keep, dry_run, batch_size, heartbeat, before)
 
 
-def _engine_module(engine, dry_run):
+def _engine_module(engine, keep, dry_run):
     if engine.kind == "file":
         return files
     if engine.kind == "cache":
         return cache
+    if keep.only_user_ids is not None:
+        # A per-user time zone run keeps most sessions: the table paths would rewrite or re-read
+        # them all; pages that delete the few are the lighter way.
+        return db_generic
     connection = connections[db_generic.session_table(engine)[1]]
     if not dry_run and connection.vendor == "postgresql" and connection.pg_version >= 140000:  # TID range scans
         return db_postgres

@@ -37,7 +37,8 @@ class Counts:
             return self.tally(decoder.decode(data), keep)
         session = decoder.peek(data)
         user_id = user_id_of(session)
-        if keep.keeps(user_id):  # claims a kept user: believe it only if the signature holds
+        if keep.keeps(user_id) or (keep.keep_anonymous and session is not None and user_id is None):
+            # Claims to be kept: believe it only if the signature holds.
             return self.tally(decoder.decode(data), keep)
         # Not kept whatever the signature says: count it as peeked (this runs per row, so inline).
         self.decoded = True
@@ -58,7 +59,9 @@ class Counts:
         user_id = user_id_of(session)
         if user_id is None:
             self.anonymous += 1
-            return False
+            if keep.keep_anonymous:
+                self.kept += 1
+            return keep.keep_anonymous
         self.authenticated += 1
         if keep.keeps(user_id):
             self.kept += 1
@@ -89,6 +92,15 @@ class Counts:
         else:
             self.authenticated += 1
         return True
+
+    def add(self, other):
+        """Add another purge's counts (a per-user time zone run purges once per group of zones)."""
+        for name, value in asdict(other).items():
+            if isinstance(value, bool):
+                setattr(self, name, getattr(self, name) or value)
+            elif isinstance(value, int):
+                setattr(self, name, getattr(self, name) + value)
+        self.note = self.note or other.note
 
     def as_dict(self):
         return asdict(self)

@@ -61,6 +61,11 @@ class Command(BaseCommand):
         parser.add_argument("--keep-remembered", action="store_true",
                             help='The login page offers "Keep me signed in"; such sessions survive the clock '
                                  "cutoff (and runs with --keep-remembered) until SESSION_COOKIE_AGE after login.")
+        parser.add_argument("--per-user-zones", action="store_true",
+                            help="Log each user out at these local times in their own time zone (set on their "
+                                 "time-zone page, first from their browser); users without one follow --timezone. "
+                                 "The scheduler then fires hourly and each run stands for the zones whose time "
+                                 "has passed.")
         parser.add_argument("--warn-minutes", type=_warn_minutes, metavar="N",
                             help="Signed-in pages warn of each logout from N minutes before it (1-720), with a "
                                  "live countdown; without it, no warning.")
@@ -71,7 +76,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if options["set"] is None:
             misplaced = [name for name in ("also", "timezone", "keep_staff", "exclude_user", "warn_minutes",
-                                                    "keep_remembered")
+                                                    "keep_remembered", "per_user_zones")
                          if options[name]] + (["scheduler"] if options["scheduler"] != "cron" else [])
             if misplaced:
                 raise CommandError(f"--{misplaced[0].replace('_', '-')} goes with --set", returncode=2)
@@ -88,7 +93,7 @@ class Command(BaseCommand):
                     options["set"], options["also"], zone_name=options["timezone"], scheduler=options["scheduler"],
                     keep_staff=options["keep_staff"], exclude_users=options["exclude_user"],
                     warn_minutes=options["warn_minutes"] or 0, keep_remembered=options["keep_remembered"],
-                    check=options["check"])
+                    per_user_zones=options["per_user_zones"], check=options["check"])
         except (ScheduleError, UnknownUsers) as exc:
             raise CommandError(str(exc))
         except DatabaseError as exc:
@@ -137,7 +142,9 @@ def _describe(schedule):
     kept = ((["all staff"] if schedule.keep_staff else []) + list(schedule.excluded_usernames)
             + (["remembered sessions"] if schedule.keep_remembered else []))
     warning = f", warns {schedule.warn_minutes} minutes before" if schedule.warn_minutes else ""
-    return (f"daily at {', '.join(f'{at:%H:%M}' for at in schedule.times)} {schedule.timezone}, "
+    where = (f"in each user's own time zone ({schedule.timezone} for users without one)"
+             if schedule.per_user_zones else schedule.timezone)
+    return (f"daily at {', '.join(f'{at:%H:%M}' for at in schedule.times)} {where}, "
             f"scheduler {schedule.scheduler}, keeps {', '.join(kept) if kept else 'nobody'}{warning}")
 
 

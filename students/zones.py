@@ -1,0 +1,211 @@
+"""Each user's own time zone (issue 15, part 3): per-user mode logs each user out at the schedule's
+local times in their own zone.
+
+Switched on with the schedule (`logout_schedule --set ... --per-user-zones`,
+LogoutSchedule.per_user_zones), never by a setting of its own.
+
+- The zone is stored on the user (UserTimeZone), first filled from the browser's zone at login and
+  changed on the time-zone page, always checked against the IANA list. At login it is copied into
+  the session (selection.ZONE_KEY), so the cutoff middleware and the warning banner read it with no
+  query. A user without one follows the schedule's zone.
+- A change takes effect only at the next logout in the zone in effect (UserTimeZone.next_zone_from),
+  and a session keeps the zone it logged in with. So every session ends at the first scheduled time
+  of its own zone after its login: none lives longer than 24 hours (plus that day's daylight-saving
+  shift), and switching zones cannot put a logout off.
+- Scheduled runs fire hourly and stand for the zones whose time has passed since the last run
+  (due_zones). Each deletes only the sessions of the users in those zones that began before that
+  zone's time (restricted): a user in another zone is kept, and an anonymous session goes with the
+  schedule's own zone. Such a run sets no site-wide cutoff: each zone's clock cutoff already ends
+  its sessions (students.clock).
+"""
+from dataclasses import dataclass, replace
+from datetime import UTC, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo, available_timezones
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.shortcuts import redirect, render
+from django.utils import timezone
+
+from students.models import LogoutRun, UserTimeZone
+from students.schedule import NotDue
+from students.selection import ZONE_KEY
+
+
+@lru_cache(maxsize=1)
+def iana_names():
+    """The IANA zone names this host's tzdata (or the tzdata package) knows."""
+    return frozenset(available_timezones())
+
+
+class ZoneError(ValueError):
+    """A time zone that is not on the IANA list; the message names it."""
+
+
+def check_zone(name):
+    if name not in iana_names():
+        raise ZoneError(f"{name!r} is not a known IANA time zone (e.g. Europe/Dublin)")
+    return name
+
+
+@lru_cache(maxsize=1024)
+def zone_info(name):
+    """ZoneInfo for a stored or stamped name, or None ("" or anything not on the IANA list)."""
+    return ZoneInfo(name) if name in iana_names() else None
+
+
+# --- the user's zone ------------------------------------------------------------------------------
+
+def zone_in_effect(user, moment):
+    """The user's zone at `moment` ("": none set, the schedule's zone applies). One query."""
+    row = UserTimeZone.objects.filter(user=user).first()
+    return row.zone_at(moment) if row else ""
+
+
+def stamp(session, user, now):
+    """At login: copy the zone in effect into the session (what the session is logged out by)."""
+    session[ZONE_KEY] = zone_in_effect(user, now)
+
+
+def change(user, name, now, schedule):
+    """Set the user's zone to `name` (IANA, checked; "" back to the schedule's). Returns when it takes
+    effect: `now` with no schedule, else the next scheduled time in the zone in effect, so the
+    sessions running now still end at their own zone's time. Raises ZoneError."""
+    if name:
+        check_zone(name)
+    with transaction.atomic():
+        row, _ = UserTimeZone.objects.select_for_update().get_or_create(user=user)
+        current = row.zone_at(now)
+        row.zone, row.next_zone, row.next_zone_from = current, "", None  # a pending change that has passed
+        if name != current:
+            if schedule is None:
+                row.zone = name
+            else:
+                row.next_zone = name
+                row.next_zone_from = schedule.next_instant(now, zone_info(current) or schedule.zone)
+        row.save()
+    return row.next_zone_from or now
+
+
+def fill_from_browser(user, name, now, schedule):
+    """At login: a user with no zone yet gets the browser's (if it is on the IANA list), taking effect
+    as any change does. Returns True when it was recorded."""
+    if not name or zone_info(name) is None:
+        return False
+    row = UserTimeZone.objects.filter(user=user).first()
+    if row is not None and (row.zone or row.next_zone):
+        return False
+    change(user, name, now, schedule)
+    return True
+
+
+# --- the scheduled runs ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DueZones:
+    """What a per-user --scheduled run stands for: groups of zones whose scheduled time passed at the
+    same instant, oldest first: ((instant, (zone name, ...)), ...)."""
+
+    groups: tuple
+
+    @property
+    def latest(self):
+        return self.groups[-1][0]
+
+    def record(self):
+        """LogoutRun.zones: {zone: ISO instant}."""
+        return {name: instant.isoformat() for instant, names in self.groups for name in names}
+
+
+def zones_in_use(schedule):
+    """Every zone a session may be logged out by: the schedule's, and each user's current or next."""
+    names = {schedule.timezone}
+    for zone, next_zone in UserTimeZone.objects.values_list("zone", "next_zone").distinct():
+        names.update(name for name in (zone, next_zone) if zone_info(name) is not None)
+    return sorted(names)
+
+
+def due_zones(schedule, now):
+    """The zones whose latest scheduled time has passed since the schedule was recorded and no
+    successful run stands for yet, grouped by that time. Raises NotDue when there are none. Read
+    from the database: call it under the cluster lock."""
+    recent = LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS, started_at__gte=now - timedelta(days=3))
+    covered_by_all = max((run.cutoff_at for run in recent if run.zones is None), default=None)
+    covered = {}
+    for run in recent.exclude(zones__isnull=True):
+        for name, instant in run.zones.items():
+            covered[name] = max(covered.get(name, instant), instant)  # ISO UTC strings sort as times
+    groups, coming = {}, []
+    for name in zones_in_use(schedule):
+        zone = zone_info(name)
+        latest = schedule.latest_instant(now, zone)
+        coming.append((schedule.next_instant(now, zone), name))
+        if latest is None or latest <= schedule.recorded_at:
+            continue
+        if (covered_by_all is not None and covered_by_all >= latest) or covered.get(name, "") >= latest.isoformat():
+            continue
+        groups.setdefault(latest, []).append(name)
+    if not groups:
+        at, name = min(coming)
+        local = at.astimezone(zone_info(name))
+        raise NotDue(f"Not due: every zone's latest logout time has a run; the next is "
+                     f"{local:%Y-%m-%d %H:%M} {local.tzname()} ({name})")
+    return DueZones(groups=tuple((instant, tuple(names)) for instant, names in sorted(groups.items())))
+
+
+def restricted(keep, instant, names, schedule):
+    """The run's keep rule narrowed to one group: the sessions of users whose zone at `instant` is
+    one of `names` go (those without a zone follow the schedule's, as do anonymous sessions); every
+    other user's are kept."""
+    wanted = set(names)
+    others, chosen = set(), set()
+    for user_id, zone, next_zone, next_from in UserTimeZone.objects.values_list(
+            "user_id", "zone", "next_zone", "next_zone_from"):
+        # A switch at `instant` itself still counts the old zone: that zone's run is the one at the switch.
+        effective = next_zone if next_from is not None and next_from < instant else zone
+        effective = effective if zone_info(effective) is not None else schedule.timezone
+        (chosen if effective in wanted else others).add(str(user_id))
+    if schedule.timezone in wanted:
+        return replace(keep, user_ids=keep.user_ids | others)
+    return replace(keep, only_user_ids=frozenset(chosen), keep_anonymous=True)
+
+
+# --- login and the time-zone page -----------------------------------------------------------------
+
+def stamp_at_login(sender, request, user, **kwargs):
+    """user_logged_in receiver: stamp the session with the user's zone (one query per login)."""
+    if request is not None and hasattr(request, "session"):
+        stamp(request.session, user, timezone.now())
+
+
+class TimeZoneForm(forms.Form):
+    zone = forms.ChoiceField(label="Time zone", required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["zone"].choices = [("", "The site's time zone")] + [(name, name) for name in sorted(iana_names())]
+
+
+@login_required
+def time_zone_page(request):
+    """GET: the user's zone and any pending change; POST: change it (as change() says), then GET."""
+    from students import clock  # students.clock imports this module
+
+    now = timezone.now()
+    schedule = clock.recorded_schedule()
+    site_zone = schedule.timezone if schedule else ""
+    row = UserTimeZone.objects.filter(user=request.user).first()
+    form = TimeZoneForm(request.POST or None, initial={"zone": row.zone_at(now) if row else ""})
+    if request.method == "POST" and form.is_valid():
+        change(request.user, form.cleaned_data["zone"], now, schedule)
+        return redirect("time_zone")
+    current = (row.zone_at(now) if row else "") or site_zone
+    pending = row is not None and row.next_zone_from is not None and row.next_zone_from > now
+    return render(request, "students/time_zone.html", {
+        "form": form, "current": current,
+        "pending_zone": (row.next_zone or site_zone) if pending else None,
+        # In the zone in effect: the user's logout time there.
+        "pending_from": row.next_zone_from.astimezone(zone_info(current) or UTC) if pending else None,
+    })
