@@ -97,6 +97,5 @@ def load_value():
 def publish(run):
     """After `run` finished: put the latest cutoff into the cache so this cache's readers see it
     now. That is `run`'s unless it was a late scheduled run standing for an earlier instant than
-    a run before it (hence the query)."""
-    latest = latest_run()
-    cache.set(CACHE_KEY, _as_cache_value(latest if latest is not None else run), CACHE_SECONDS)
+    a run before it, or a per-user time zone run, which sets none (hence the query)."""
+    cache.set(CACHE_KEY, _as_cache_value(latest_run()), CACHE_SECONDS)
