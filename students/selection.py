@@ -52,6 +52,14 @@ class KeepRule:
             return True
         return user_id in self.user_ids or user_id in self.staff_ids
 
+    def keeps_unread(self, session, user_id):
+        """A per-user time zone run keeps another zone's session (or an anonymous one) as it is
+        stored, signature unchecked: a forged one is refused by Django when loaded, and the run of
+        the zone it claims deletes it."""
+        if self.only_user_ids is None or session is None:
+            return False
+        return self.keep_anonymous if user_id is None else user_id not in self.only_user_ids
+
     @property
     def kept_ids(self):
         return sorted(self.user_ids | self.staff_ids)

@@ -37,8 +37,15 @@ class Counts:
             return self.tally(decoder.decode(data), keep)
         session = decoder.peek(data)
         user_id = user_id_of(session)
-        if keep.keeps(user_id) or (keep.keep_anonymous and session is not None and user_id is None):
-            # Claims to be kept: believe it only if the signature holds.
+        if keep.keeps_unread(session, user_id):
+            self.decoded = True
+            self.kept += 1
+            if user_id is None:
+                self.anonymous += 1
+            else:
+                self.authenticated += 1
+            return True
+        if keep.keeps(user_id):  # claims a kept user: believe it only if the signature holds
             return self.tally(decoder.decode(data), keep)
         # Not kept whatever the signature says: count it as peeked (this runs per row, so inline).
         self.decoded = True
