@@ -15,6 +15,8 @@ the scheduled time, but nothing would delete stored sessions. So the site does, 
   the process clock before that; anonymous requests never look). The turn itself runs after the
   response has been sent (request_finished), so no page waits for it.
 
+In per-user time zone mode (students.zones) each zone's cutoff ends only the sessions of its users.
+
 Engines: db and cached_db (rows, and cached_db's cache entries). cache: the cache expires its
 entries itself. signed_cookies: nothing is stored. file: not cleaned here (use a scheduler).
 Sessions that began before a cutoff but were saved since are ended at their user's next request
@@ -23,6 +25,7 @@ Sessions that began before a cutoff but were saved since are ended at their user
 import logging
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -31,12 +34,12 @@ from django.core.cache import cache
 from django.db import router
 from django.utils import timezone
 
-from students import clock
+from students import clock, zones
 from students.engines import detect_engine
 from students.models import LogoutSchedule
 from students.purge import Counts, delete_sessions
 from students.purge.remembered import kept_among
-from students.selection import Decoder, user_id_of
+from students.selection import Decoder, KeepRule, user_id_of
 
 logger = logging.getLogger(__name__)
 
@@ -106,25 +109,21 @@ def _cut_off_keys(engine, sessions, now, room):
     decoder = Decoder(engine.store_class)
     staff_ids = None
     keys = []
-    for c in clock.cutoffs_in_force(now):
+    for c, rule in _cutoffs_and_rules(now):
         if room <= 0:
             break
         saved_before = datetime.fromtimestamp(c.at, UTC) + age
         cursor = cache.get(CURSOR_KEY)
         after = datetime.fromisoformat(cursor["after"]) if cursor and cursor["at"] == c.at else now
-        keeps = bool(c.kept_user_ids) or c.keep_staff
+        keeps = rule.keeps_anyone or rule.keep_staff  # staff ids are read below, only when needed
         fields = ("session_key", "expire_date", "session_data") if keeps else ("session_key", "expire_date")
         rows = list(sessions.filter(expire_date__gt=after, expire_date__lt=saved_before)
                     .order_by("expire_date").values_list(*fields)[:room])
         if keeps and staff_ids is None and c.keep_staff:
-            staff_ids = {str(pk) for pk in get_user_model()._default_manager.filter(is_staff=True)
-                         .values_list("pk", flat=True)}
-        def kept(user_id):
-            return user_id is not None and (user_id in c.kept_user_ids or (c.keep_staff and user_id in staff_ids))
-
-        # Peek (no signature check) to find whose it is; believe a kept user only if signed.
-        doomed = [row[0] for row in rows if not keeps or not kept(user_id_of(decoder.peek(row[2])))
-                  or not kept(user_id_of(decoder.decode(row[2])))]
+            staff_ids = frozenset(str(pk) for pk in get_user_model()._default_manager.filter(is_staff=True)
+                                  .values_list("pk", flat=True))
+        rule = replace(rule, staff_ids=staff_ids or frozenset())
+        doomed = [row[0] for row in rows if not keeps or _doomed(row[2], rule, decoder)]
         if c.keep_remembered and doomed:  # remembered logins this cutoff keeps (checked as the purge does)
             remembered = kept_among(engine, doomed, now)
             doomed = [key for key in doomed if key not in remembered]
@@ -136,6 +135,34 @@ def _cut_off_keys(engine, sessions, now, room):
             cache.delete(CURSOR_KEY)
         room -= len(rows)
     return keys
+
+
+def _cutoffs_and_rules(now):
+    """Each cutoff the cleanup enforces, with the keep rule of the sessions it ends. In per-user time
+    zone mode each zone's own cutoff ends only the sessions of that zone's users (zones.restricted)."""
+    def rule_of(c):
+        return KeepRule(user_ids=c.kept_user_ids, keep_staff=c.keep_staff)
+
+    found = [(c, rule_of(c)) for c in clock.cutoffs_in_force(now)]
+    schedule = clock.recorded_schedule()
+    if schedule is not None and schedule.per_user_zones:
+        for name in zones.zones_in_use(schedule):
+            c = schedule.own_cutoff(now, zones.zone_info(name))
+            if c is not None:
+                found.append((c, zones.restricted(rule_of(c), datetime.fromtimestamp(c.at, UTC), [name], schedule)))
+    return found
+
+
+def _doomed(data, rule, decoder):
+    """Does this cut-off session go? Peek (no signature check) to find whose it is; another zone's
+    session is kept as stored (selection.KeepRule.keeps_unread); a kept user only if signed."""
+    session = decoder.peek(data)
+    user_id = user_id_of(session)
+    if rule.keeps_unread(session, user_id):
+        return False
+    if not rule.keeps(user_id):
+        return True
+    return not rule.keeps(user_id_of(decoder.decode(data)))
 
 
 def last_cleanup():

@@ -269,3 +269,21 @@ def test_the_schedule_zone_is_what_a_user_without_one_is_shown(users, clock):
     clock(D + timedelta(hours=1))
     page = login("carol").get("/accounts/time-zone/").content.decode()
     assert "Your time zone: <strong>Europe/Dublin</strong>." in page
+
+
+# --- no scheduler: the site's own cleanup ----------------------------------------------------------
+
+def test_the_sites_own_cleanup_deletes_each_zones_sessions_after_its_time(users, clock):
+    from students import cleanup
+
+    per_user_schedule(clock, "--scheduler", "none")
+    give_zone(users["alice"], "Asia/Tokyo")
+    clock(TOKYO_2AM - timedelta(hours=1))
+    alice, carol = login("alice"), login("carol")
+    clock(TOKYO_2AM + timedelta(minutes=30))
+    cleanup.clean_up()
+    assert not stored(alice) and stored(carol)
+    alice_again = login("alice")
+    clock(DUBLIN_2AM + timedelta(minutes=30))
+    cleanup.clean_up()
+    assert not stored(carol) and stored(alice_again)
