@@ -66,7 +66,7 @@ check_pytest() {
 # work shared (2026-12-01, ./test.sh in a fresh clone plus other runs).
 declare -rA EXPECTED_SECONDS=(
   [systemd]=520 [cluster]=470 [invalid]=340 [monitoring]=340 [bare]=250 [none]=210 [default]=200
-  [mail]=195 [absent]=175 [django-trixie]=170 [timezone]=155
+  [mail]=195 [absent]=175 [django-trixie]=170 [timezone]=155 [zones]=155
 )
 readonly MOLECULE_LANES=2
 readonly MOLECULE_LOG_DIR="${REPO_DIR}/test-artifacts/molecule"

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from students.models import LogoutRun
+from students.models import LogoutRun, UserTimeZone
 
 
 def _duration_text(seconds):
@@ -60,6 +60,22 @@ class LogoutRunAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(UserTimeZone)
+class UserTimeZoneAdmin(admin.ModelAdmin):
+    """Who is logged out by which zone (per-user mode, students.zones). Read-only: a change goes
+    through the user's time-zone page, which makes it wait for their next logout."""
+
+    list_display = ("user", "zone", "next_zone", "next_zone_from")
+    list_filter = ("zone",)
+    search_fields = ("user__username",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False
 
 
