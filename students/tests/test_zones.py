@@ -183,6 +183,7 @@ def test_each_hourly_run_deletes_only_the_zones_whose_time_passed(any_engine, us
     assert status == 0, out
     run = LogoutRun.objects.get()
     assert run.zones == {"Asia/Tokyo": TOKYO_2AM.isoformat()} and run.stands_for == TOKYO_2AM
+    assert f"Logged out the users of: Asia/Tokyo ({TOKYO_2AM.isoformat()})" in out
     if any_engine != "signed_cookies":
         assert not stored(alice) and stored(alice_late)
         assert stored(carol) and stored(teacher) and stored(visitor)

@@ -38,6 +38,11 @@ def _positive_int(value):
     return int(value)
 
 
+def _zone_list(zones):
+    """A per-user time zone run's zones, each with the scheduled time it stood for there."""
+    return ", ".join(f"{name} ({instant})" for name, instant in sorted(zones.items(), key=lambda item: item[1]))
+
+
 class Command(BaseCommand):
     # The settings checks are `manage.py check`'s to report (students/checks.py): the nightly run
     # prints only its contract lines, and still purges when, say, the cutoff middleware is missing.
@@ -146,6 +151,8 @@ class Command(BaseCommand):
         if summary.stands_for:
             self.stdout.write(f"Would spare {c.spared} session(s) that began after {summary.stands_for}, "
                               "the scheduled time this run stands for")
+        if summary.zones:
+            self.stdout.write(f"Would log out the users of: {_zone_list(summary.zones)}")
         self.stdout.write(f"Would log out all users by deleting {live - c.kept - c.spared} session(s)")
         self.stdout.write(f"Would also clean up {c.expired} expired session(s)")
         if c.note:
@@ -161,6 +168,8 @@ class Command(BaseCommand):
         if summary.stands_for:
             self.stdout.write(f"Spared {c.spared} session(s) that began after {summary.stands_for}, "
                               "the scheduled time this run stands for")
+        if summary.zones:
+            self.stdout.write(f"Logged out the users of: {_zone_list(summary.zones)}")
         if c.note:
             self.stdout.write(self.style.WARNING(c.note))
         if verbosity >= 2:
