@@ -8,6 +8,8 @@ minute 0 sent as the number 0; a second run changes nothing; a task from before 
 schedule is recorded in the site's database; an account with no task to spare gets a message naming
 `nightly_logout_scheduler: none` and nothing is made; the expiry is reported; the token never shows; state
 absent deletes only the role's task and clears the recorded schedule; nothing root-only runs.
+With nightly_logout_per_user_zones (each user at the time in their own zone): one hourly task on a paid
+account, left alone by a second run; a free account is told to pay or use `nightly_logout_scheduler: none`.
 """
 import getpass
 import json
@@ -21,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.pythonanywhere_standin import (
-    ACCOUNT_FREE_NONE, ACCOUNT_FREE_ONE, FREE_EXPIRY_DAYS, RATE_LIMIT, StandInAPI,
+    ACCOUNT_FREE_NONE, ACCOUNT_FREE_ONE, ACCOUNT_PAID, FREE_EXPIRY_DAYS, RATE_LIMIT, StandInAPI,
 )
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -72,7 +74,8 @@ def recorded(site):
     return json.loads(manage(database_url(site), "logout_schedule", "--show", "--json").stdout)["schedule"]
 
 
-def run_role(site, api, token=TOKEN, **overrides):
+def run_role(site, api, token=TOKEN, tasks=None, **overrides):
+    """ansible-playbook with the role, or with `tasks` (a list of tasks using the role's parts) instead."""
     variables = {
         "ansible_python_interpreter": str(VENV_DIR / "bin/python"),
         "nightly_logout_scheduler": "pythonanywhere",
@@ -89,8 +92,9 @@ def run_role(site, api, token=TOKEN, **overrides):
     }
     (site / "vars.json").write_text(json.dumps(variables))
     playbook = site / "playbook.yml"
-    playbook.write_text(json.dumps([{"name": "PythonAnywhere", "hosts": "localhost", "connection": "local",
-                                     "gather_facts": False, "roles": ["nightly_logout"]}]))
+    play = {"name": "PythonAnywhere", "hosts": "localhost", "connection": "local", "gather_facts": False}
+    play.update({"roles": ["nightly_logout"]} if tasks is None else {"tasks": tasks})
+    playbook.write_text(json.dumps([play]))
     result = subprocess.run(
         [VENV_DIR / "bin/ansible-playbook", "-i", "localhost,", playbook, "-e", f"@{site / 'vars.json'}"],
         cwd=site, capture_output=True, text=True,
@@ -263,3 +267,79 @@ def test_settings_this_backend_cannot_honour_fail_before_any_change(site, api, o
     assert code != 0 and message in output, output
     assert api.requests == [] and not (site / "scripts/daily_logout.sh").exists()
 
+
+
+# Per-user zones. Until the site's logout_schedule knows --per-user-zones (the Django side of issue 15 part 3)
+# the whole role stops at its check of the schedule, so these run only the role's scheduling parts: what it
+# sends PythonAnywhere. The facts the role's earlier steps set, given here as those steps would set them.
+def schedule_on_pythonanywhere(site, api, **overrides):
+    manage_argv = [str(VENV_DIR / "bin/python"), "manage.py"]
+    steps = {
+        "nightly_logout_resolved_venv_dir": str(VENV_DIR),
+        "nightly_logout_log_path": f"{site}/logs/daily_logout.log",
+        "nightly_logout_manage_argv": manage_argv,
+        "nightly_logout_schedule_set_argv": manage_argv + [
+            "logout_schedule", "--set", "02:00", "--timezone", "UTC", "--scheduler", "pythonanywhere",
+            "--per-user-zones"],
+    }
+    tasks = [{"name": f"The role's {part}",
+              "ansible.builtin.include_role": {"name": "nightly_logout", "tasks_from": part}}
+             for part in ("schedule_times", "schedule_pythonanywhere")]
+    return run_role(site, api, tasks=tasks, nightly_logout_per_user_zones=True, **steps, **overrides)
+
+
+def test_per_user_zones_get_one_hourly_task_at_the_minute_then_nothing(site):
+    with stand_in(ACCOUNT_PAID) as api:
+        code, output = schedule_on_pythonanywhere(site, api, nightly_logout_minute=5)
+        assert code == 0, output
+        [(method, _, body)] = writes(api)
+        assert method == "POST" and body["command"] == wanted_command(site)
+        assert (body["interval"], body["minute"]) == ("hourly", 5) and "hour" not in body, body
+        [task] = api.tasks.values()
+        assert f"scheduled task {task['id']} (05 minutes past every hour, hourly, UTC)" in output, output
+
+        # PythonAnywhere keeps some hour on an hourly task: the second run must not take it for a change.
+        api.tasks[task["id"]]["hour"] = 7
+        seen = len(api.requests)
+        code, output = schedule_on_pythonanywhere(site, api, nightly_logout_minute=5)
+        assert code == 0, output
+        assert writes(api, seen) == [] and recap_changed(output) == 0, output
+
+
+def test_per_user_zones_turn_a_daily_task_hourly(site, api):
+    old = api.add_task(command=wanted_command(site), interval="daily", hour=2, minute=0)
+    code, output = schedule_on_pythonanywhere(site, api)
+    assert code == 0, output
+    [(method, path, body)] = writes(api)
+    assert (method, path) == ("PATCH", f"/api/v0/user/{USERNAME}/schedule/{old['id']}/")
+    assert (body["interval"], body["minute"]) == ("hourly", 0)
+    assert list(api.tasks) == [old["id"]] and api.tasks[old["id"]]["interval"] == "hourly"
+
+
+@pytest.mark.parametrize("account, daily_task_before", [
+    (ACCOUNT_FREE_ONE, False), (ACCOUNT_FREE_ONE, True), (ACCOUNT_FREE_NONE, False),
+], ids=["free-one-task", "free-daily-task-before", "free-no-task"])
+def test_per_user_zones_on_a_free_account_say_what_to_do_and_change_nothing(site, account, daily_task_before):
+    with stand_in(account) as api:
+        if daily_task_before:
+            api.add_task(command=wanted_command(site), interval="daily", hour=2, minute=0)
+        before = {task_id: dict(task) for task_id, task in api.tasks.items()}
+        code, output = schedule_on_pythonanywhere(site, api)
+        assert code != 0, output
+        [(method, _, body)] = writes(api)
+        assert method == ("PATCH" if daily_task_before else "POST") and body["interval"] == "hourly"
+        assert "HTTP 403" in output, output
+        assert ("nightly_logout_per_user_zones needs an hourly task, and PythonAnywhere gives those only to paid"
+                " accounts: upgrade the account, or set nightly_logout_scheduler: none: the site's clock cutoff"
+                " still logs every user out at the scheduled time in their own zone") in output, output
+        assert "Nothing was changed" in output
+        assert "logout_schedule --set 02:00 --timezone UTC --scheduler none --per-user-zones`" in output, output
+        assert api.tasks == before
+
+
+def test_per_user_zones_with_extra_times_fail_before_any_change(site, api):
+    code, output = run_role(site, api, nightly_logout_per_user_zones=True, nightly_logout_extra_times=[{"hour": 3}])
+    assert code != 0
+    assert ("nightly_logout_extra_times cannot be combined with nightly_logout_per_user_zones: the scheduler fires"
+            " every hour at nightly_logout_minute") in output, output
+    assert api.requests == [] and not (site / "scripts/daily_logout.sh").exists()

@@ -8,6 +8,8 @@ runuser), installs the wrapper for the user, records the schedule with scheduler
 says how the logout still happens, and a second run changes nothing. A free account whose one daily task
 the role made (against the PythonAnywhere stand-in, tests/pythonanywhere_standin.py) and that switches to
 none with the token still set: the role's task is deleted, any other task stays.
+The cron scheduler's part of the role, run as the site user into its own crontab: with
+nightly_logout_per_user_zones its one entry fires every hour, and entries of earlier extra times go.
 """
 import json
 import os
@@ -118,3 +120,60 @@ def test_switching_from_a_pythonanywhere_task_to_none_deletes_the_task(site_user
 
         code, output = apply_role(site_user, home, **pythonanywhere)
         assert code == 0 and " changed=0 " in output, output
+
+
+def schedule_with_cron(site_user, home, **overrides):
+    """The role's schedule_times and schedule_cron, as the site user (its crontab needs no root). The rest of
+    the role is left out: until the site's logout_schedule knows --per-user-zones (the Django side of issue 15
+    part 3) the whole role stops at its check of the schedule. The facts of its earlier steps are given."""
+    variables = {
+        "ansible_python_interpreter": str(VENV_DIR / "bin/python"),
+        "nightly_logout_scheduler": "cron",
+        "nightly_logout_user": site_user,
+        "nightly_logout_project_dir": str(REPO_DIR),
+        "nightly_logout_resolved_venv_dir": str(VENV_DIR),
+        "nightly_logout_script_path": str(home / "daily_logout.sh"),
+        "nightly_logout_log_path": str(home / "logs/daily_logout.log"),
+        "nightly_logout_packages_result": {"changed": False},  # install.yml's apt, which needs root
+        **overrides,
+    }
+    tasks = [{"name": f"The role's {part}",
+              "ansible.builtin.include_role": {"name": "nightly_logout", "tasks_from": part}}
+             for part in ("schedule_times", "schedule_cron")]
+    (home / "vars.json").write_text(json.dumps(variables))
+    (home / "playbook.yml").write_text(json.dumps([{"name": "Cron", "hosts": "localhost", "connection": "local",
+                                                   "gather_facts": False, "tasks": tasks}]))
+    for name in ("vars.json", "playbook.yml"):
+        shutil.chown(home / name, site_user, site_user)
+    result = as_site_user(site_user, home, VENV_DIR / "bin/ansible-playbook", "-i", "localhost,",
+                          home / "playbook.yml", "-e", f"@{home / 'vars.json'}")
+    return result.returncode, result.stdout + result.stderr
+
+
+def role_cron_entries(site_user):
+    """{name: schedule} of the role's entries ("#Ansible: NAME" then the line) in the user's crontab."""
+    lines = subprocess.run(["crontab", "-l", "-u", site_user], capture_output=True, text=True).stdout.splitlines()
+    return {marker.removeprefix("#Ansible: "): " ".join(line.split()[:5])
+            for marker, line in zip(lines, lines[1:]) if marker.startswith("#Ansible: nightly_logout")}
+
+
+@pytest.fixture
+def cron_user():
+    with throwaway_user("nlcron", "it creates an OS user and writes its crontab") as name:
+        yield name, Path("~" + name).expanduser()
+
+
+def test_per_user_zones_make_the_one_cron_entry_hourly(cron_user):
+    site_user, home = cron_user
+    code, output = schedule_with_cron(site_user, home, nightly_logout_extra_times=[{"hour": 14, "minute": 15}])
+    assert code == 0, output
+    assert role_cron_entries(site_user) == {"nightly_logout": "0 2 * * *", "nightly_logout extra 1": "15 14 * * *"}
+
+    code, output = schedule_with_cron(site_user, home, nightly_logout_per_user_zones=True, nightly_logout_minute=15,
+                                      nightly_logout_timezone="Europe/Dublin")
+    assert code == 0, output
+    assert role_cron_entries(site_user) == {"nightly_logout": "15 * * * *"}, "one hourly entry, the extra one gone"
+
+    code, output = schedule_with_cron(site_user, home, nightly_logout_per_user_zones=True, nightly_logout_minute=15,
+                                      nightly_logout_timezone="Europe/Dublin")
+    assert code == 0 and " changed=0 " in output, output

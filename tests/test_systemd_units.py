@@ -8,6 +8,7 @@ the role on a running systemd):
 - `systemd-analyze calendar --base-time=... --iterations=N` computes with systemd's calendar code when
   each OnCalendar= elapses. Those instants, fed through the command's guard (students.schedule.decide),
   must give exactly one run per local day over both 2027 Dublin DST changes.
+With nightly_logout_per_user_zones the timer fires every hour at the minute instead.
 """
 import json
 import os
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
                                 reason="systemd-analyze (Debian package systemd) is not installed")
 
 
-def render_units(workdir, timezone, hour, minute):
+def render_units(workdir, timezone, hour, minute, per_user_zones=False):
     """Run the role's own schedule_times.yml, then template the two units, as schedule_systemd.yml does."""
     playbook = workdir / "render.yml"
     playbook.write_text(json.dumps([{
@@ -55,6 +56,7 @@ def render_units(workdir, timezone, hour, minute):
         "nightly_logout_script_path": str(workdir / "daily_logout.sh"),
         "nightly_logout_log_path": str(workdir / "logs/daily logout.log"),
         "nightly_logout_timezone": timezone, "nightly_logout_hour": hour, "nightly_logout_minute": minute,
+        "nightly_logout_per_user_zones": per_user_zones,
     }
     (workdir / "vars.json").write_text(json.dumps(variables))
     subprocess.run(
@@ -90,13 +92,14 @@ def elapses(spec, base, iterations):
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
-    """render(timezone, hour, minute) -> units, each configuration rendered once (ansible-playbook is slow)."""
+    """render(timezone, hour, minute[, per_user_zones]) -> units, each configuration rendered once
+    (ansible-playbook is slow)."""
     cache = {}
 
-    def render(timezone, hour, minute):
-        if (timezone, hour, minute) not in cache:
-            cache[timezone, hour, minute] = render_units(tmp_path_factory.mktemp("units"), timezone, hour, minute)
-        return cache[timezone, hour, minute]
+    def render(*configuration):
+        if configuration not in cache:
+            cache[configuration] = render_units(tmp_path_factory.mktemp("units"), *configuration)
+        return cache[configuration]
 
     return render
 
@@ -152,3 +155,15 @@ def test_without_a_timezone_the_timer_uses_the_host_clock(rendered):
     units = rendered("", 2, 0)
     assert verify(units) == (0, "")
     assert on_calendar(units["nightly_logout.timer"]) == ["*-*-* 02:00:00"]
+
+
+@pytest.mark.parametrize("timezone", ["", "Europe/Dublin"], ids=["host-clock", "dublin"])
+def test_per_user_zones_fire_the_timer_every_hour_at_the_minute(rendered, timezone):
+    units = rendered(timezone, 2, 30, True)
+    assert verify(units) == (0, "")
+    [spec] = on_calendar(units["nightly_logout.timer"])
+    assert spec == "*-*-* *:30:00"
+    # systemd's own reading of it, across the Dublin spring change: every hour, at half past.
+    firings = elapses(spec, datetime(2027, 3, 27, 22, 0, tzinfo=UTC), iterations=26)
+    assert firings[0] == datetime(2027, 3, 27, 22, 30, tzinfo=UTC)
+    assert {later - earlier for earlier, later in zip(firings, firings[1:])} == {timedelta(hours=1)}
