@@ -335,11 +335,3 @@ def test_per_user_zones_on_a_free_account_say_what_to_do_and_change_nothing(site
         assert "Nothing was changed" in output
         assert "logout_schedule --set 02:00 --timezone UTC --scheduler none --per-user-zones`" in output, output
         assert api.tasks == before
-
-
-def test_per_user_zones_with_extra_times_fail_before_any_change(site, api):
-    code, output = run_role(site, api, nightly_logout_per_user_zones=True, nightly_logout_extra_times=[{"hour": 3}])
-    assert code != 0
-    assert ("nightly_logout_extra_times cannot be combined with nightly_logout_per_user_zones: the scheduler fires"
-            " every hour at nightly_logout_minute") in output, output
-    assert api.requests == [] and not (site / "scripts/daily_logout.sh").exists()
