@@ -37,17 +37,10 @@ class Counts:
             return self.tally(decoder.decode(data), keep)
         session = decoder.peek(data)
         user_id = user_id_of(session)
-        if keep.keeps_unread(session, user_id):
-            self.decoded = True
-            self.kept += 1
-            if user_id is None:
-                self.anonymous += 1
-            else:
-                self.authenticated += 1
-            return True
-        if keep.keeps(user_id):  # claims a kept user: believe it only if the signature holds
+        kept_unread = keep.keeps_unread(session, user_id)  # another zone's, in a per-user time zone run
+        if not kept_unread and keep.keeps(user_id):  # claims a kept user: believe it only if signed
             return self.tally(decoder.decode(data), keep)
-        # Not kept whatever the signature says: count it as peeked (this runs per row, so inline).
+        # Kept unread, or not kept whatever the signature says: count it as peeked (per row, so inline).
         self.decoded = True
         if session is None:
             self.undecodable += 1
@@ -55,7 +48,8 @@ class Counts:
             self.anonymous += 1
         else:
             self.authenticated += 1
-        return False
+        self.kept += kept_unread
+        return kept_unread
 
     def tally(self, session, keep):
         """Count one live, decoded session (None = undecodable); True when the rule keeps it."""

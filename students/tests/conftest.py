@@ -81,6 +81,15 @@ def use_engine(settings, tmp_path, name, redis_url=None):
                                        "LOCATION": redis_url, "KEY_PREFIX": "lcstats"}}
 
 
+def use_engine_param(request, settings, tmp_path):
+    """For a fixture parametrized with engine names, "cache-on-redis" among them (a real Redis)."""
+    if request.param == "cache-on-redis":
+        use_engine(settings, tmp_path, "cache", redis_url=request.getfixturevalue("redis_server"))
+    else:
+        use_engine(settings, tmp_path, request.param)
+    return request.param
+
+
 @pytest.fixture(params=ENGINES)
 def engine(request, settings, tmp_path):
     use_engine(settings, tmp_path, request.param)

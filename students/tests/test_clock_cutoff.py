@@ -14,7 +14,7 @@ from students import cutoff
 from students.clock import DAY
 from students.models import LogoutRun
 from students.schedule import target_instant
-from students.tests.conftest import D, command, is_signed_in, login, stored, use_engine
+from students.tests.conftest import D, command, is_signed_in, login, stored, use_engine_param
 
 pytestmark = pytest.mark.django_db
 
@@ -22,11 +22,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(params=["db", "cached_db", "file", "cache-on-redis"])
 def any_engine(request, settings, tmp_path):
-    if request.param == "cache-on-redis":
-        use_engine(settings, tmp_path, "cache", redis_url=request.getfixturevalue("redis_server"))
-    else:
-        use_engine(settings, tmp_path, request.param)
-    return request.param
+    return use_engine_param(request, settings, tmp_path)
 
 
 def before_and_after_two_am(clock):

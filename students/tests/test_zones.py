@@ -12,7 +12,7 @@ from django.test import Client
 from students.clock import DAY
 from students.models import LogoutRun, UserTimeZone
 from students.selection import ZONE_KEY
-from students.tests.conftest import D, PASSWORD, command, is_signed_in, login, stored, use_engine
+from students.tests.conftest import D, PASSWORD, command, is_signed_in, login, stored, use_engine_param
 
 pytestmark = pytest.mark.django_db
 
@@ -34,11 +34,7 @@ def give_zone(user, name):
 
 @pytest.fixture(params=["db", "cached_db", "file", "signed_cookies", "cache-on-redis"])
 def any_engine(request, settings, tmp_path):
-    if request.param == "cache-on-redis":
-        use_engine(settings, tmp_path, "cache", redis_url=request.getfixturevalue("redis_server"))
-    else:
-        use_engine(settings, tmp_path, request.param)
-    return request.param
+    return use_engine_param(request, settings, tmp_path)
 
 
 # --- the clock cutoff, per zone ------------------------------------------------------------------
