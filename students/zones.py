@@ -7,7 +7,7 @@ LogoutSchedule.per_user_zones), never by a setting of its own.
 - The zone is stored on the user (UserTimeZone), first filled from the browser's zone at login and
   changed on the time-zone page, always checked against the IANA list. At login it is copied into
   the session (selection.ZONE_KEY), so the cutoff middleware and the warning banner read it with no
-  query. A user without one follows the schedule's zone.
+  query. A user without one follows the schedule's zone (the one in force at login is stamped).
 - A change takes effect only at the next logout in the zone in effect (UserTimeZone.next_zone_from),
   and a session keeps the zone it logged in with. So every session ends at the first scheduled time
   of its own zone after its login: none lives longer than 24 hours (plus that day's daylight-saving
@@ -64,9 +64,10 @@ def zone_in_effect(user, moment):
     return row.zone_at(moment) if row else ""
 
 
-def stamp(session, user, now):
-    """At login: copy the zone in effect into the session (what the session is logged out by)."""
-    session[ZONE_KEY] = zone_in_effect(user, now)
+def stamp(session, user, now, schedule):
+    """At login: copy the zone in effect into the session (what the session is logged out by); for a
+    user without one, the schedule's, so a later change of the schedule's zone cannot move it."""
+    session[ZONE_KEY] = zone_in_effect(user, now) or (schedule.timezone if schedule else "")
 
 
 def change(user, name, now, schedule):
@@ -176,8 +177,10 @@ def restricted(keep, instant, names, schedule):
 
 def stamp_at_login(sender, request, user, **kwargs):
     """user_logged_in receiver: stamp the session with the user's zone (one query per login)."""
+    from students import clock  # students.clock imports this module
+
     if request is not None and hasattr(request, "session"):
-        stamp(request.session, user, timezone.now())
+        stamp(request.session, user, timezone.now(), clock.recorded_schedule())
 
 
 class TimeZoneForm(forms.Form):

@@ -148,7 +148,7 @@ def test_the_zone_is_first_filled_from_the_browser(users, clock):
     row = UserTimeZone.objects.get(user=users["carol"])
     # A first zone too waits for the next logout in the zone in effect (the schedule's).
     assert (row.zone, row.next_zone, row.next_zone_from) == ("", "Asia/Tokyo", DUBLIN_2AM)
-    assert browser.session[ZONE_KEY] == ""
+    assert browser.session[ZONE_KEY] == "Europe/Dublin"
     # Later logins never overwrite a zone the user has; a name off the IANA list is ignored.
     for sent, user in (("Europe/Paris", "carol"), ("Not/A_Zone", "alice")):
         Client().post("/accounts/login/", {"username": user, "password": PASSWORD, "browser_zone": sent})
@@ -237,6 +237,22 @@ def test_a_run_for_one_zone_keeps_the_staff_it_is_told_to_keep(users, clock):
 
 
 # --- changing the schedule -----------------------------------------------------------------------
+
+def test_moving_the_schedules_zone_forgives_no_passed_logout_of_users_without_one(users, clock):
+    per_user_schedule(clock)
+    clock(DUBLIN_2AM - timedelta(hours=1))
+    carol = login("carol")                            # no zone of her own: Dublin's
+    clock(DUBLIN_2AM + timedelta(minutes=30))
+    status, out = command("logout_schedule", "--set", "02:00", "--timezone", "America/New_York", "--per-user-zones")
+    assert status == 0, out
+    assert not is_signed_in(carol, "carol")           # Dublin's 02:00 had passed for her session
+    late = login("carol")                             # from now on: New York's
+    assert late.session[ZONE_KEY] == "America/New_York"
+    clock(DUBLIN_2AM + timedelta(hours=4, minutes=59))    # 01:59 in New York (UTC-5)
+    assert is_signed_in(late, "carol")
+    clock(DUBLIN_2AM + timedelta(hours=5, seconds=1))
+    assert not is_signed_in(late, "carol")
+
 
 def test_leaving_per_user_mode_forgives_no_zone_its_passed_logout(users, clock):
     per_user_schedule(clock)
