@@ -1,5 +1,7 @@
-"""What the browser test stands on: a throwaway OS user, the site as a real server process, headless
-Chromium from Debian, and the role applied to this host with ansible-playbook, all cleaned up after."""
+"""What the browser tests stand on: a throwaway OS user, the site as a real server process, headless
+Chromium from Debian, and the role applied to this host with ansible-playbook, all cleaned up after;
+and what they share: logging in through the form, looking at session storage directly, waiting on a
+condition, and screenshots kept per test file."""
 import json
 import os
 import secrets
@@ -74,11 +76,15 @@ def as_user(user, command):
 class Site:
     url: str
     environment: dict  # what the site and the nightly job need to reach the same database
-    password: str = PASSWORD  # of both users, "student" and "teacher" (staff)
+    password: str = PASSWORD  # of every user the fixtures and add_user create
 
     def manage(self, *args):
         """manage.py with the site's settings (the database the server uses); returns its stdout."""
         return manage({**os.environ, **self.environment, "DJANGO_SETTINGS_MODULE": "lcstats.settings"}, *args).stdout
+
+    def add_user(self, username):
+        self.manage("shell", "-c", "from django.contrib.auth.models import User\n"
+                    f"User.objects.create_user({username!r}, password={self.password!r})")
 
 
 def manage(env, *args):
@@ -149,15 +155,94 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def screenshot():
-    """Save a page as test-artifacts/e2e/<name>.png, for a person to look at after the run."""
-    shutil.rmtree(ARTIFACTS_DIR, ignore_errors=True)
-    ARTIFACTS_DIR.mkdir(parents=True)
+def live_site(tmp_path_factory):
+    """The site on its own SQLite database and file cache (so a schedule a command records is seen by
+    the server at once), served by `runserver --insecure` on 127.0.0.1 (so the pages' scripts are
+    served with DEBUG off), with the user "student". No OS user and no role: for the tests of what
+    the site does by itself."""
+    folder = tmp_path_factory.mktemp("live-site")
+    environment = {
+        "DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}",
+        "CACHE_URL": f"file:///{folder / 'cache'}",  # like sqlite:///: an absolute path after the third /
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+    }
+    env = {**os.environ, **environment, "DJANGO_SETTINGS_MODULE": "lcstats.settings"}
+    manage(env, "migrate", "--noinput")
+    port = free_port()
+    log_path = folder / "runserver.log"
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", "--noreload", "--insecure", f"127.0.0.1:{port}"],
+            cwd=REPO_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{url}/accounts/login/", server, log_path)
+        site = Site(url=url, environment=environment)
+        site.add_user("student")
+        yield site
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def screenshot(request):
+    """Save a page as test-artifacts/e2e/<test file without "test_">/<name>.png, for a person to look
+    at after the run. Each file empties only its own folder, so every file's screenshots are kept."""
+    folder = ARTIFACTS_DIR / request.module.__name__.rpartition(".")[2].removeprefix("test_")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
 
     def save(page, name):
-        page.screenshot(path=ARTIFACTS_DIR / f"{name}.png", full_page=True)
+        page.screenshot(path=folder / f"{name}.png", full_page=True)
 
     return save
+
+
+# --- what the tests do in the browser and look at in storage ----------------------------------------
+
+def log_in(browser, site, username, **context_options):
+    """A fresh browser profile (its own cookie jar; Playwright's new_context options, e.g.
+    timezone_id) that logs in through the login form."""
+    page = browser.new_context(**context_options).new_page()
+    page.goto(f"{site.url}/")
+    assert page.title() == "Log in", "an anonymous visitor should be sent to the login page"
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", site.password)
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    assert_on_statistics_page(page, username)
+    return page
+
+
+def assert_on_statistics_page(page, username):
+    assert page.title() == "My statistics", f"expected the statistics page, got {page.title()!r} at {page.url}"
+    assert page.inner_text("#username") == username
+
+
+def session_key(page):
+    return next(c["value"] for c in page.context.cookies() if c["name"] == "sessionid")
+
+
+def stored(site, key):
+    """Looked at in the site's session storage directly."""
+    code = f"from django.contrib.sessions.models import Session; print(Session.objects.filter(pk={key!r}).exists())"
+    return site.manage("shell", "-v", "0", "-c", code).strip() == "True"
+
+
+def banner(page):
+    """The warning banner's text (students/templates/students/logout_warning.html)."""
+    return page.inner_text("#logout-warning").strip()
+
+
+def wait_for(condition, what, timeout):
+    """Poll `condition` every 0.1 s; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout:.0f} s for {what}")
+        time.sleep(0.1)
 
 
 @dataclass

@@ -8,26 +8,10 @@ import json
 import re
 import time
 
+from tests.e2e.conftest import assert_on_statistics_page, log_in, session_key, stored
+
 # The cron line the role writes: "<minute> <hour> * * * <command>".
 CRON_LINE = re.compile(r"^(\S+) (\S+) \* \* \* (.+)$")
-
-
-def log_in(browser, site, username):
-    """A fresh browser profile (its own cookie jar) that logs in through the login form."""
-    page = browser.new_context().new_page()
-    page.goto(f"{site.url}/")
-    assert page.title() == "Log in", "an anonymous visitor should be sent to the login page"
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", site.password)
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
-    assert_on_statistics_page(page, username)
-    return page
-
-
-def assert_on_statistics_page(page, username):
-    assert page.title() == "My statistics", f"expected the statistics page, got {page.title()!r} at {page.url}"
-    assert page.inner_text("#username") == username
 
 
 def scheduled_command(job):
@@ -38,16 +22,6 @@ def scheduled_command(job):
     minute, hour, command = CRON_LINE.match(lines[marker + 1]).groups()
     assert (minute, hour) == ("0", "2"), f"default schedule should be 02:00, crontab:\n{crontab}"
     return command
-
-
-def session_key(page):
-    return next(c["value"] for c in page.context.cookies() if c["name"] == "sessionid")
-
-
-def stored(site, key):
-    """Looked at in the site's session storage directly."""
-    code = f"from django.contrib.sessions.models import Session; print(Session.objects.filter(pk={key!r}).exists())"
-    return site.manage("shell", "-v", "0", "-c", code).strip() == "True"
 
 
 def test_nightly_logout_ends_the_student_session_and_keeps_staff(browser, site, nightly_job, screenshot):

@@ -2,10 +2,10 @@
 --keep-remembered, the login page offers the checkbox; one student ticks it, another does not; after
 `logout_all_users --keep-remembered` the first is still on their page and their session is still in
 storage, the second is on the login page and their session is gone. Screenshots under
-test-artifacts/e2e/remember-*.png."""
+test-artifacts/e2e/remember_me/."""
 import time
 
-from tests.e2e.test_browser_logout import assert_on_statistics_page, session_key, stored
+from tests.e2e.conftest import assert_on_statistics_page, session_key, stored
 
 CHECKBOX = "input[name=remember]"
 
@@ -35,8 +35,7 @@ def log_in(page, site, username, remember):
 
 
 def test_a_remembered_student_stays_in_after_the_purge_while_another_is_out(browser, site, screenshot):
-    site.manage("shell", "-c", "from django.contrib.auth.models import User\n"
-                f"User.objects.create_user('student2', password='{site.password}')")
+    site.add_user("student2")
     site.manage("logout_schedule", "--set", "02:00", "--timezone", "UTC", "--keep-remembered")
 
     remembered_page = offered_login_page(browser, site)

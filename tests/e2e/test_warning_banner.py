@@ -2,64 +2,17 @@
 student show the banner with a live countdown and agree on it; a tab with JavaScript off shows the
 server's text; at zero both tabs land on the login page with the reason, and the session is gone
 from storage; a page that slept through its logout time catches up when it wakes. The schedule is set
-just ahead (30-90 s) on a site served by `runserver --insecure`
-(so the banner's script is served with DEBUG off). Every wait is on a condition, with generous
-timeouts; screenshots go to test-artifacts/e2e-warning/."""
+just ahead (30-90 s) on the live_site fixture's server (`runserver --insecure`, so the banner's script
+is served with DEBUG off). Every wait is on a condition, with generous timeouts; screenshots go to
+test-artifacts/e2e/warning_banner/."""
 import datetime as dt
 import json
-import os
 import re
-import secrets
-import shutil
-import subprocess
-import sys
 import time
 
-import pytest
+from tests.e2e.conftest import PASSWORD, banner, stored, wait_for
 
-from tests.e2e.conftest import PASSWORD, REPO_DIR, manage, wait_until_up
-from tests.servers import free_port
-
-ARTIFACTS_DIR = REPO_DIR / "test-artifacts" / "e2e-warning"
 COUNTDOWN = r"You will be signed out at {at} \(in (\d+ min )?\d+ s\)\. Save your work\."
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    """The site on its own SQLite database and file cache (so a schedule recorded by the command is
-    seen by the server at once), served by runserver on 127.0.0.1."""
-    folder = tmp_path_factory.mktemp("warning-site")
-    environment = {
-        "DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}",
-        "CACHE_URL": f"file:///{folder / 'cache'}",  # like sqlite:///: an absolute path after the third /
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
-        "DJANGO_SETTINGS_MODULE": "lcstats.settings",
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-    }
-    env = {**os.environ, **environment}
-    manage(env, "migrate", "--noinput")
-    manage(env, "shell", "-c", f"from django.contrib.auth.models import User\n"
-                               f"User.objects.create_user('student', password='{PASSWORD}')\n")
-    port = free_port()
-    log_path = folder / "runserver.log"
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", "--noreload", "--insecure", f"127.0.0.1:{port}"],
-            cwd=REPO_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(f"{url}/accounts/login/", server, log_path)
-        yield url, (lambda *args: manage(env, *args).stdout)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def screenshot():
-    shutil.rmtree(ARTIFACTS_DIR, ignore_errors=True)
-    ARTIFACTS_DIR.mkdir(parents=True)
-    return lambda page, name: page.screenshot(path=ARTIFACTS_DIR / f"{name}.png", full_page=True)
 
 
 def log_in(context, url, page=None):
@@ -73,20 +26,8 @@ def log_in(context, url, page=None):
     return page
 
 
-def banner(page):
-    return page.inner_text("#logout-warning").strip()
-
-
-def wait_for(condition, what, timeout):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {timeout:.0f} s for {what}")
-        time.sleep(0.1)
-
-
-def test_two_tabs_count_down_together_and_land_on_the_login_page_with_the_reason(browser, site, screenshot):
-    url, manage_py = site
+def test_two_tabs_count_down_together_and_land_on_the_login_page_with_the_reason(browser, live_site, screenshot):
+    url, manage_py = live_site.url, live_site.manage
     context = browser.new_context()
     first = log_in(context, url)
     second = context.new_page()                       # a second tab of the same browser
@@ -140,8 +81,7 @@ def test_two_tabs_count_down_together_and_land_on_the_login_page_with_the_reason
     screenshot(second, "5-second-tab-signed-out-with-the-reason")
 
     # Storage itself: the session is gone; the page without JavaScript gets the login page too.
-    code = f"from django.contrib.sessions.models import Session; print(Session.objects.filter(pk={session_key!r}).exists())"
-    assert manage_py("shell", "-v", "0", "-c", code).strip() == "False"
+    assert not stored(live_site, session_key)
     no_js.reload()
     assert no_js.title() == "Log in"
 
