@@ -235,6 +235,13 @@ def schedule_last_read():
     return state if state is not None and state.times else None
 
 
+def display_zone(session):
+    """In per-user mode, the zone pages show this session's times in (its own); else None (the
+    site's). Reuses the schedule the cutoff middleware just read: no query, no cache read."""
+    schedule = schedule_last_read()
+    return schedule.zone_of(session)[1] if schedule is not None and schedule.per_user_zones else None
+
+
 # Per process: for the last schedule seen, the clock cutoffs of each zone, valid from that zone's
 # latest passed instant until its next one (epoch seconds): {zone name: (start, end, cutoffs)}.
 _windows = (None, {})

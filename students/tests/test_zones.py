@@ -5,8 +5,12 @@ of the zones whose time passed, and none of it costs a query per request.
 Day D is in December: Europe/Dublin is UTC+0 and Asia/Tokyo UTC+9, so Tokyo's 02:00 of day D is
 17:00 UTC the day before, and Dublin's is 02:00 UTC. Django's clock is pinned (conftest.clock)."""
 from datetime import timedelta
+from zoneinfo import ZoneInfo
+
 import pytest
 from django.core.management.base import CommandError
+from django.utils.formats import date_format
+from django.utils.timezone import localtime
 from django.test import Client
 
 from students.clock import DAY
@@ -78,6 +82,17 @@ def test_the_warning_banner_counts_down_to_the_users_own_two_am(users, clock):
     page = alice.get("/").content.decode()
     assert "You will be signed out at <time>02:00</time>" in page and "in 20 minutes</span>" in page
     assert "You will be signed out" not in carol.get("/").content.decode()   # Dublin's 02:00: 9 hours away
+
+
+def test_pages_show_times_in_the_users_own_zone(users, clock):
+    per_user_schedule(clock)
+    give_zone(users["alice"], "Asia/Tokyo")
+    clock(TOKYO_2AM - timedelta(hours=1))                 # 16:00 UTC, 01:00 in Tokyo
+    alice, carol = login("alice"), login("carol")
+    assert "Last login: " + date_format(localtime(TOKYO_2AM - timedelta(hours=1), ZoneInfo("Asia/Tokyo")),
+                                        "DATETIME_FORMAT") in alice.get("/").content.decode()
+    assert "Last login: " + date_format(localtime(TOKYO_2AM - timedelta(hours=1), ZoneInfo("Europe/Dublin")),
+                                        "DATETIME_FORMAT") in carol.get("/").content.decode()
 
 
 # --- a switch of zone ----------------------------------------------------------------------------
