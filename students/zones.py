@@ -17,6 +17,8 @@ LogoutSchedule.per_user_zones), never by a setting of its own.
   zone's time (restricted): a user in another zone is kept, and an anonymous session goes with the
   schedule's own zone. Such a run sets no site-wide cutoff: each zone's clock cutoff already ends
   its sessions (students.clock).
+- The warning banner counts down to the user's own time, and pages show times in their zone
+  (students.middleware activates it).
 """
 from dataclasses import dataclass, replace
 from datetime import UTC, timedelta
