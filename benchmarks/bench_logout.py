@@ -27,6 +27,14 @@ process so one approach's memory never shows up in another's figure:
   ours_late        `logout_all_users --scheduled` fired 6 hours late (a recorded schedule whose latest
                    time was 6 h ago): it spares sessions that began after that time, so it decodes
                    those saved since (about 6 h / 13 days of the fill)
+  ours_zone_hour   `logout_all_users --scheduled` in per-user time zone mode, one of its 24 hourly runs
+                   a day (record_zone_hour): every tenth student's zone is Asia/Tokyo, everyone else has
+                   none (the schedule's, UTC), and the run stands for Tokyo's time an hour ago. It
+                   deletes the Tokyo users' sessions (7.5% of the live ones) and the expired ones;
+                   every other session stays, read but unverified. Its fair floor is not `floor` (which
+                   deletes everything, reading nothing): no index says whose a session is, so the
+                   cheapest correct run still reads every live row's data once to find its user, then
+                   deletes a few by key; its ratio to `floor` is printed all the same
 
 Before each approach it plants unrelated Redis keys (other key prefixes, versions, cache entries) or
 unrelated files in the session folder; after it, it checks what is left: exactly the sessions the
@@ -61,7 +69,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-APPROACHES = ["floor", "naive", "per_session", "ours", "ours_keep_staff", "ours_keep_remembered", "ours_late"]
+APPROACHES = ["floor", "naive", "per_session", "ours", "ours_keep_staff", "ours_keep_remembered", "ours_late",
+              "ours_zone_hour"]
 # SESSION_ENGINE of each backend; the peers that need the session table run only where there is one.
 ENGINES = {"sqlite": "db", "postgres": "db", "cached_db-redis": "cached_db", "cache-redis": "cache",
            "file": "file"}
@@ -104,6 +113,8 @@ UNRELATED_FILES = {
     f"sessionid{KEY[::-1]}/notes.txt": "a folder named like a session",
 }
 UNRELATED_LINKS = {f"sessionid{KEY[1:]}a": "README.txt"}  # a link named like a session, to a sibling
+ZONE_HOUR_ZONE = "Asia/Tokyo"  # ours_zone_hour: the zone its hourly run stands for
+ZONE_HOUR_EVERY = 10  # every tenth student (by id) lives there
 
 
 # ---------------------------------------------------------------- environment and Django
@@ -166,6 +177,7 @@ class Fill:
         self.rows = []  # (session_key, session_data, expire_date as naive UTC datetime, decoded data)
         self.keys_of = {kind: set() for kind, _ in self.mix}
         self.remembered = []  # (session_key, user id, login time as epoch seconds): the RememberedLogin rows
+        self.zone_hour_keys = set()  # sessions of the users in ZONE_HOUR_ZONE: what ours_zone_hour logs out
 
     def create_users(self):
         """One user per ten sessions; 1 in 500 is staff. Returns (student ids, staff ids)."""
@@ -196,6 +208,7 @@ class Fill:
         if settings.SESSION_COOKIE_AGE != SESSION_COOKIE_AGE:
             raise RuntimeError(f"the fill assumes SESSION_COOKIE_AGE = {SESSION_COOKIE_AGE}")
         students, staff, _ = self.create_users()
+        zone_hour_users = set(zone_hour_user_ids(students))
         store = import_module(settings.SESSION_ENGINE).SessionStore()
         user_hash = User.objects.get(id=students[0]).get_session_auth_hash()  # same password for all
 
@@ -244,6 +257,8 @@ class Fill:
                 self.remembered.append((key, uid, login_time))
             else:
                 data, text = rng.choice(anonymous)
+            if kind in ("student", "remembered", "expired_user") and uid in zone_hour_users:
+                self.zone_hour_keys.add(key)
             if kind == "remembered":
                 expire = remembered_until.replace(tzinfo=None)  # fixed at login; last saved at the login
             elif kind.startswith("expired"):
@@ -263,6 +278,9 @@ class Fill:
         return [row for row in self.rows if row[2] > now]
 
     def must_keep(self, approach):
+        if approach == "ours_zone_hour":  # every live session but the Tokyo users' (all began a day ago)
+            live = set().union(*(keys for kind, keys in self.keys_of.items() if not kind.startswith("expired")))
+            return live - self.zone_hour_keys
         return {"ours_keep_staff": self.keys_of["staff"],
                 "ours_keep_remembered": self.keys_of["remembered"]}.get(approach, set())
 
@@ -582,6 +600,8 @@ def run_child(approach, limit):
         load_command_class(get_commands()["logout_all_users"], "logout_all_users")
     if approach == "ours_late":
         record_late_schedule()
+    if approach == "ours_zone_hour":
+        record_zone_hour()
     engine = import_module(settings.SESSION_ENGINE)
     floor = floor_for(settings.SESSION_ENGINE.rsplit(".", 1)[-1]) if approach == "floor" else None
     out, processed = io.StringIO(), None
@@ -604,7 +624,7 @@ def run_child(approach, limit):
         call_command("logout_all_users", "--keep-staff", stdout=out, stderr=out)
     elif approach == "ours_keep_remembered":
         call_command("logout_all_users", "--keep-remembered", stdout=out, stderr=out)
-    elif approach == "ours_late":
+    elif approach in ("ours_late", "ours_zone_hour"):
         call_command("logout_all_users", "--scheduled", stdout=out, stderr=out)
     seconds = time.perf_counter() - start
 
@@ -674,9 +694,44 @@ def record_late_schedule(hours_late=6):
 
     now = timezone.now()
     LogoutRun.objects.filter(stands_for__isnull=False).delete()
+    # per_user_zones off: on PostgreSQL the row outlives a refill, and ours_zone_hour turns it on.
     LogoutSchedule.objects.update_or_create(pk=1, defaults=dict(
         times=[f"{now - dt.timedelta(hours=hours_late):%H:%M}"], timezone="UTC", scheduler="cron",
-        recorded_at=now - dt.timedelta(days=2), previous_cutoffs=[]))
+        recorded_at=now - dt.timedelta(days=2), previous_cutoffs=[], per_user_zones=False))
+
+
+def zone_hour_user_ids(student_ids):
+    """The students in ZONE_HOUR_ZONE: every ZONE_HOUR_EVERY-th by id (the fill and the child agree)."""
+    return sorted(student_ids)[::ZONE_HOUR_EVERY]
+
+
+def record_zone_hour():
+    """What an hourly run in per-user time zone mode finds: a per-user schedule recorded two days ago
+    (zone UTC) whose time is ZONE_HOUR_ZONE's wall time an hour ago, every tenth student in that zone,
+    and a successful run that already stands for UTC's latest instant of that time, so only
+    ZONE_HOUR_ZONE is due. Runs left by other approaches go (a manual run would cover every zone)."""
+    from zoneinfo import ZoneInfo
+
+    from django.contrib.auth.models import User
+    from django.utils import timezone
+
+    from students.clock import stored_schedule
+    from students.models import LogoutRun, LogoutSchedule, UserTimeZone
+
+    now = timezone.now()
+    LogoutRun.objects.all().delete()
+    UserTimeZone.objects.all().delete()
+    students = User.objects.filter(is_staff=False).values_list("id", flat=True)
+    UserTimeZone.objects.bulk_create((UserTimeZone(user_id=uid, zone=ZONE_HOUR_ZONE)
+                                      for uid in zone_hour_user_ids(students)), batch_size=5000)
+    local = now.astimezone(ZoneInfo(ZONE_HOUR_ZONE)) - dt.timedelta(hours=1)
+    LogoutSchedule.objects.update_or_create(pk=1, defaults=dict(
+        times=[f"{local:%H:%M}"], timezone="UTC", scheduler="cron", recorded_at=now - dt.timedelta(days=2),
+        previous_cutoffs=[], per_user_zones=True))
+    utc_done = stored_schedule().latest_instant(now, ZoneInfo("UTC"))
+    LogoutRun.objects.create(started_at=utc_done, stands_for=utc_done, finished_at=utc_done, host="bench",
+                             engine="bench", zones={"UTC": utc_done.isoformat()},
+                             outcome=LogoutRun.Outcome.SUCCESS)
 
 
 def spawn_child(approach, limit, profile=None):
