@@ -13,7 +13,7 @@ A scheduled run (`before`): rows whose expire_date says they were last saved bef
 when their session began after `before` (began_after, also used by the table paths).
 """
 from django.db import connections, router, transaction
-from django.db.models import Q
+from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.utils import timezone
 
 from students.purge import redis_keys
@@ -39,12 +39,15 @@ def _purge_pages(model, using, now, engine, keep, dry_run, batch_size, heartbeat
     counts = Counts()
     decode = dry_run or keep.keeps_anyone
     decoder = Decoder(engine.store_class)
-    fields = ("session_key", "expire_date", "session_data") if decode else ("session_key", "expire_date")
+    # The database says which rows have expired (expire_date <= now, as Django's loaders treat them):
+    # parsing every row's timestamp in Python was a quarter of a per-user time zone run (profiled).
+    expired_now = ExpressionWrapper(Q(expire_date__lte=now), output_field=BooleanField())
+    fields = ("session_key", expired_now, "session_data") if decode else ("session_key", expired_now)
     with failing_says_what_was_done(counts):
         for rows in _pages(model, using, fields, batch_size, where):
             expired, doomed = [], []
             for row in rows:
-                if row[1] <= now:  # Django's own loaders treat expire_date <= now as gone
+                if row[1]:
                     counts.expired += 1
                     expired.append(row[0])
                 elif counts.remembered(row[0], keep, live_split=decode):
