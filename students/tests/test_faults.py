@@ -189,9 +189,21 @@ def home_page(port, key):
 @pytest.mark.parametrize("engine", ["db", "cached_db", "cache"])
 def test_a_session_saved_by_a_request_during_the_purge_does_not_stay_signed_in(engine, postgres_server,
                                                                                 redis_server):
-    redis_py.Redis.from_url(redis_server).flushdb()
     # A shared cache (the cutoff is seen at once); slow pages, so the purge can pass mid-request.
     site = {"SESSION_ENGINE": engine, "CACHE_URL": redis_server, "FAULT_SLOW_PAGE_SECONDS": "0.25"}
+    # The case under test needs a request of alice's served while the purge runs. The purge visits
+    # sessions in no set order, so now and then it deletes hers during her first request (that one
+    # gets 400, "session deleted", the rest the login page): then the case did not happen, and it
+    # is set up again, at most three times.
+    for _ in range(3):
+        if saved_during_the_purge_and_ended(engine, postgres_server, redis_server, site):
+            return
+    pytest.fail("in three runs no request of alice's was served as signed in while the purge ran")
+
+
+def saved_during_the_purge_and_ended(engine, postgres_server, redis_server, site):
+    """One run of that case; False when no request was served as signed in during the purge."""
+    redis_py.Redis.from_url(redis_server).flushdb()
     with site_database(postgres_server) as url, web_site(url, **site) as port:
         if engine == "cache":
             shell(url, SEED_CACHE, **site)
@@ -213,7 +225,9 @@ def test_a_session_saved_by_a_request_during_the_purge_does_not_stay_signed_in(e
         out, err = run.communicate(timeout=300)
         browser.join(timeout=60)
         assert run.returncode == 0, err
-        assert 200 in answers, f"no request was served as signed in during the run: {answers}"
+        if 200 not in answers:
+            print(f"{engine}: no request served as signed in during the run ({answers}); again")
+            return False
 
         # Storage first: every session the purge did not see saved again is gone. Alice's may be
         # there (saved by a request after the purge passed it): the cutoff's to end.
@@ -224,3 +238,4 @@ def test_a_session_saved_by_a_request_during_the_purge_does_not_stay_signed_in(e
         assert alice not in stored_keys(url, **site), "ending it removed the stored session"
         print(f"{engine}: {len(answers)} requests during the run, {answers.count(200)} served signed in; "
               f"alice's session {'re-saved after the purge passed it' if left else 'purged'}")
+        return True

@@ -1,8 +1,8 @@
 """Log the site's users in through the real login page, or check whether their sessions still work.
 
 Run inside the Molecule target from the project folder with the site's virtualenv:
-  .venv/bin/python site_sessions.py login PASSWORD USERNAME[:staff][@ZONE]...   prints {"username": "session key"}
-    (@ZONE: the login form sends it as the browser's time zone, as the login page's script does)
+  .venv/bin/python site_sessions.py login PASSWORD USERNAME[:staff][=ZONE]...   prints {"username": "session key"}
+    (=ZONE: the login form sends it as the browser's time zone, as the login page's script does)
   .venv/bin/python site_sessions.py check SESSIONS_JSON                   prints {"username": {...}}
 Django's test client sends real requests through the whole middleware stack (no server needed).
 """
@@ -32,7 +32,7 @@ def signed_in_as(response, username):
 def login(password, specs):
     sessions = {}
     for spec in specs:
-        spec, _, zone = spec.partition("@")
+        spec, _, zone = spec.partition("=")  # usernames may hold "@" (the cluster scenario's do)
         username, _, role = spec.partition(":")
         user, _ = get_user_model().objects.get_or_create(username=username)
         user.is_staff = role == "staff"
