@@ -146,10 +146,8 @@ def _cutoffs_and_rules(now):
     found = [(c, rule_of(c)) for c in clock.cutoffs_in_force(now)]
     schedule = clock.recorded_schedule()
     if schedule is not None and schedule.per_user_zones:
-        for name in zones.zones_in_use(schedule):
-            c = schedule.own_cutoff(now, zones.zone_info(name))
-            if c is not None:
-                found.append((c, zones.restricted(rule_of(c), datetime.fromtimestamp(c.at, UTC), [name], schedule)))
+        found += [(c, zones.restricted(rule_of(c), datetime.fromtimestamp(c.at, UTC), [c.zone], schedule))
+                  for c in clock.zone_cutoffs(schedule, now)]
     return found
 
 

@@ -314,9 +314,8 @@ def _previous(state, now):
     """The cutoffs in force at `now` under the stored state, one per set of keep rules (the latest)."""
     if state is None:
         return ()
-    if state.per_user_zones:  # each zone's own cutoff, for the sessions that zone logs out
-        own = [replace(c, zone=name) for name in zones.zones_in_use(state)
-               for c in [state.own_cutoff(now, zones.zone_info(name))] if c is not None]
+    if state.per_user_zones:
+        own = zone_cutoffs(state, now)
     else:
         own = [c for c in [state.own_cutoff(now)] if c is not None]
     latest = {}
@@ -325,6 +324,12 @@ def _previous(state, now):
         if rules not in latest or latest[rules].at < c.at:
             latest[rules] = c
     return tuple(sorted(latest.values(), key=lambda c: c.at))
+
+
+def zone_cutoffs(schedule, now):
+    """Per-user mode: each zone in use's own clock cutoff, tagged with its zone (the sessions it ends)."""
+    return [replace(c, zone=name) for name in zones.zones_in_use(schedule)
+            for c in [schedule.own_cutoff(now, zones.zone_info(name))] if c is not None]
 
 
 def record_schedule(main, also=(), *, zone_name, scheduler="cron", keep_staff=False, exclude_users=(),
