@@ -6,7 +6,14 @@ students.W001  the session storage cannot be cleaned by the purge (e.g. the cach
                that cannot list its keys)
 students.W002  the nightly logout is overdue (database tag: runs with `check --database default`,
                never with plain `check`, the nightly command or before `migrate` has made the tables)
+students.W003  the file engine's folder, SESSION_FILE_PATH, is empty: Django then uses the system temp
+               folder (/tmp), which every local user writes to
+students.W004  the file engine's folder is writable by every local user
 """
+import os
+import stat
+import tempfile
+
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.db import connections, router
@@ -68,6 +75,40 @@ def check_session_storage(app_configs=None, **kwargs):
                  "cannot delete them from storage (they stay until the cache drops them) and "
                  "`manage.py logout_all_users` fails with this message.",
             id="students.W001",
+        )]
+    return []
+
+
+@register(TAG)
+def check_session_folder(app_configs=None, **kwargs):
+    """The file engine's folder must be the site's own: in a folder other users write to, their
+    files sit among the sessions (the purge skips, counts and reports them: students.purge.files),
+    anyone can plant or fill session files, and a web server with a private /tmp (systemd's
+    PrivateTmp) keeps its sessions where the nightly job never looks."""
+    from students.engines import UnsupportedEngine, detect_engine
+
+    try:
+        if detect_engine().kind != "file":
+            return []
+    except UnsupportedEngine:
+        return []  # check_session_storage reports it
+    hint = ("Set SESSION_FILE_PATH to a folder of the site's own that only the site user may write to "
+            "(e.g. mode 0700, owned by the site user), the same for the web server and the nightly job.")
+    if not settings.SESSION_FILE_PATH:
+        return [Warning(
+            f"SESSION_FILE_PATH is empty, so the file session engine keeps sessions in the system temp "
+            f"folder ({tempfile.gettempdir()}), which every local user can write to.",
+            hint=hint, id="students.W003",
+        )]
+    try:
+        mode = os.stat(settings.SESSION_FILE_PATH).st_mode
+    except OSError:
+        return []  # Django's file engine reports a missing folder itself, at the first session
+    if mode & stat.S_IWOTH:
+        return [Warning(
+            f"SESSION_FILE_PATH {settings.SESSION_FILE_PATH!r} is writable by every local user "
+            f"(mode {stat.S_IMODE(mode):04o}).",
+            hint=hint, id="students.W004",
         )]
     return []
 

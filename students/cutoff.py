@@ -11,7 +11,9 @@ leaves on the other engines. The clock cutoffs of a
 recorded schedule (students.clock) are enforced the same way, even when no run happened.
 
 The login time is written into the session by a user_logged_in receiver. A session with no
-login time (made before this app was installed) counts as older than any cutoff.
+login time (made before this app was installed), or one stamped further ahead of this host's clock
+than selection.FUTURE_LOGIN_TOLERANCE_SECONDS (by a web host whose clock runs fast), counts as
+older than any cutoff (selection.logged_in_before).
 """
 from dataclasses import dataclass
 
@@ -20,7 +22,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from students.models import LogoutRun
-from students.selection import LOGIN_TIME_KEY, REMEMBERED_KEY
+from students.selection import LOGIN_TIME_KEY, REMEMBERED_KEY, logged_in_before
+
 CACHE_KEY = "students:logout_cutoff"
 # How stale a web process's view of the cutoff may be. With a per-process cache (locmem) a new
 # cutoff written by the command in another process is seen within this many seconds; with a
@@ -44,8 +47,7 @@ class Cutoff:
             return False
         if self.keep_remembered and session.get(REMEMBERED_KEY) is True:
             return False
-        logged_in_at = session.get(LOGIN_TIME_KEY)
-        return not isinstance(logged_in_at, (int, float)) or logged_in_at < self.at
+        return logged_in_before(session, self.at)
 
 
 def remember_login_time(sender, request, user, **kwargs):

@@ -57,6 +57,7 @@ class Summary:
             "kept_usernames": self.kept_usernames, "keep_staff": self.keep_staff,
             "keep_remembered": self.keep_remembered,
             "spared_sessions": counts.spared, "zones": self.zones,
+            "skipped_not_owned": counts.not_owned,
             "note": counts.note,
         }
 

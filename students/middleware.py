@@ -1,7 +1,7 @@
 from django.contrib.auth import logout
 from django.utils import timezone
 
-from students import cleanup
+from students import cleanup, remember
 from students.clock import cutoffs_in_force, display_zone
 
 
@@ -20,6 +20,14 @@ class LogoutCutoffMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        session = getattr(request, "session", None)
+        key_before = session.session_key if session is not None else None  # the cookie's: nothing loaded
+        response = self._respond(request)
+        if key_before and session is not None and session.session_key != key_before:
+            remember.follow_new_key(request, key_before)
+        return response
+
+    def _respond(self, request):
         user = getattr(request, "user", None)
         zone = None
         if user is not None and user.is_authenticated:

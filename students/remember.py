@@ -11,6 +11,9 @@ with each save), and the server writes a RememberedLogin row naming the session 
   stored data carries the marker and the row's user (students.purge.remembered); a session that
   merely claims it is deleted.
 - No warning banner for it while the schedule keeps it (students.warning).
+- Django gives a session a new key on a password change (update_session_auth_hash) and on login
+  (cycle_key); the row follows the new key (follow_new_key, called by the cutoff middleware after
+  any request that changed the key), so such a login stays remembered.
 """
 from datetime import timedelta
 
@@ -19,6 +22,7 @@ from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.sessions.backends import signed_cookies
+from django.db import transaction
 from django.utils import timezone
 
 from students import clock, zones
@@ -68,3 +72,19 @@ def remember(request):
     RememberedLogin.objects.update_or_create(
         session_key=session.session_key,
         defaults={"user_id": str(request.user.pk), "logged_in_at": logged_in_at, "expires_at": expires_at})
+
+
+def follow_new_key(request, old_key):
+    """After a request in which Django gave the session a new key (cycle_key): move the remembered
+    row from `old_key` to the new one, when this still is that user's remembered session. Costs a
+    query only on such requests (logins, password changes) of remembered sessions."""
+    session = request.session
+    new_key = session.session_key
+    user = getattr(request, "user", None)
+    if (not new_key or new_key == old_key or isinstance(session, signed_cookies.SessionStore)
+            or user is None or not user.is_authenticated or session.get(REMEMBERED_KEY) is not True):
+        return
+    with transaction.atomic():
+        if RememberedLogin.objects.filter(session_key=new_key).exists():
+            return  # written for the new key already (a login with the box ticked: remember())
+        RememberedLogin.objects.filter(session_key=old_key, user_id=str(user.pk)).update(session_key=new_key)

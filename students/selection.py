@@ -8,11 +8,16 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY, get_user_model
 from django.core import signing
+from django.utils import timezone
 from django.utils.module_loading import import_string
 
 LOGIN_TIME_KEY = "_students_login_time"  # written at login by students.cutoff.remember_login_time
 REMEMBERED_KEY = "_students_remembered"  # "keep me signed in": written at login by students.remember
 ZONE_KEY = "_students_zone"  # the user's time zone at login ("": the schedule's), by students.zones.stamp
+# A login time more than this far ahead of this host's clock was stamped by a web host whose clock runs
+# fast: it counts as older than any cutoff, or such a host could mint sessions that outlive the logout.
+# Wide enough for the skew of clocks kept by NTP.
+FUTURE_LOGIN_TOLERANCE_SECONDS = 300
 
 
 class UnknownUsers(Exception):
@@ -213,14 +218,25 @@ def _whole_chars(raw):
     return base64.urlsafe_b64encode(raw).decode()[:len(raw) * 4 // 3]
 
 
+def logged_in_before(session_dict, instant):
+    """True when this authenticated session's login time is before epoch `instant`, or counts as
+    older than any cutoff: missing (a session made before this app stamped it) or later than this
+    host's now (Django's clock, the one logins are stamped with) + FUTURE_LOGIN_TOLERANCE_SECONDS.
+    The one comparison of login times with cutoffs: the middleware's (students.cutoff) and the
+    purge's (began_before)."""
+    logged_in_at = session_dict.get(LOGIN_TIME_KEY)
+    if not isinstance(logged_in_at, (int, float)) or logged_in_at < instant:
+        return True
+    return logged_in_at > timezone.now().timestamp() + FUTURE_LOGIN_TOLERANCE_SECONDS  # only read when it may count
+
+
 def began_before(session_dict, instant):
-    """True when this decoded session's user logged in before epoch `instant` (a session with no
-    login time counts as older than any cutoff, as in students.cutoff). An anonymous session began
-    nobody's login: False, so a scheduled run spares it when it was saved since its instant."""
+    """True when this decoded session's user logged in before epoch `instant` (logged_in_before).
+    An anonymous session began nobody's login: False, so a scheduled run spares it when it was
+    saved since its instant."""
     if user_id_of(session_dict) is None:
         return False
-    logged_in_at = session_dict.get(LOGIN_TIME_KEY)
-    return not isinstance(logged_in_at, (int, float)) or logged_in_at < instant
+    return logged_in_before(session_dict, instant)
 
 
 def user_id_of(session_dict):

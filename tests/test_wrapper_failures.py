@@ -135,3 +135,29 @@ def test_the_database_lost_mid_run_fails_the_wrapper_says_what_was_done_and_mail
     mail = wait_for_file(mailbox)
     assert "failed with exit code 1" in mail
     assert said in mail
+
+
+# A password with a percent-encoded @ (decoded, it reads Pa55@w0rd.secret), in a URL that names no database.
+PASSWORD = "Pa55%40w0rd.secret"
+MISTAKEN_URL = f"postgres://logout_user:{PASSWORD}@db.example:5432/?sslmode=require"
+
+
+def test_a_mistaken_database_url_s_password_is_in_no_log_line_and_no_mail(tmp_path, mailbox_user):
+    log = tmp_path / "logs" / "daily_logout.log"
+    script, mailbox = mailed_wrapper(tmp_path, mailbox_user, nightly_logout_environment={"DATABASE_URL": MISTAKEN_URL})
+    # Lines in the log's tail that hold the secret: an older release's error (the whole URL), and a
+    # library's message quoting the password alone, decoded. The mail sends the tail: redacted.
+    log.write_text(f"ImproperlyConfigured: DATABASE_URL {MISTAKEN_URL!r} names no database\n"
+                   "FATAL: password Pa55@w0rd.secret does not match\n")
+    before = len(log_lines(log))
+
+    assert run_as_cron(script, log) == 1
+
+    this_run = "\n".join(log_lines(log)[before:])
+    assert "DATABASE_URL (postgres://db.example:5432/…) names no database" in this_run, this_run
+    assert re.search(rf"(?m)^{TIMESTAMP}: Daily logout failed with exit code 1$", this_run), this_run
+    assert not [leak for leak in (PASSWORD, "Pa55@w0rd", "logout_user") if leak in this_run], this_run
+    mail = wait_for_file(mailbox)
+    assert "failed with exit code 1" in mail and "names no database" in mail, mail
+    assert "DATABASE_URL '[redacted]' names no database" in mail and "FATAL: password [redacted] does" in mail, mail
+    assert not [leak for leak in (PASSWORD, "Pa55@w0rd", "w0rd.secret") if leak in mail], mail

@@ -25,6 +25,7 @@ class Counts:
     deleted_active: int = 0
     deleted_expired: int = 0
     spared: int = 0  # live, but began after the scheduled instant the run stands for
+    not_owned: int = 0  # session files another user owns: neither read nor deleted (students.purge.files)
     decoded: bool = False
     note: str = ""
 

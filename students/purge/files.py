@@ -15,6 +15,13 @@ it and goes unread (common.saved_since: the same assumption as the db path); onl
 since are read and decoded, and spared when their session began after `before`. Ages are taken
 on the file system's clock (time.time() - mtime), so they compare with Django's clock even where
 a test pins it.
+
+A file another user owns (its uid is not this process's) is neither read nor deleted: it is
+skipped and counted (Counts.not_owned), and the run says so. Such files are another site's
+sessions in a shared folder (SESSION_FILE_PATH empty means the system temp folder), or this
+site's written by a web server running as another user; deleting or reading them is not this
+job's to do (in a sticky folder like /tmp it cannot: it used to fail part-way on the first one).
+`manage.py check` warns about such folders (students.checks).
 """
 import os
 import tempfile
@@ -40,6 +47,7 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
     before_age = (timezone.now() - before).total_seconds() if before is not None else None
     before_ts = before.timestamp() if before is not None else None
     counts = Counts()
+    uid = os.geteuid()
     with failing_says_what_was_done(counts):
         with os.scandir(folder) as entries:
             now = time.time()
@@ -51,9 +59,13 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
                         and entry.is_file(follow_symlinks=False)):  # d_type from the listing: no stat
                     continue
                 try:
-                    age = now - entry.stat().st_mtime
+                    stat = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue  # removed meanwhile (logout, clearsessions)
+                if stat.st_uid != uid:
+                    counts.not_owned += 1
+                    continue
+                age = now - stat.st_mtime
                 if age >= cookie_age:
                     counts.expired += 1
                     if not dry_run and _unlink(entry.path):
@@ -78,6 +90,15 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
         heartbeat()
     counts.decoded = decode
     return counts
+
+
+def not_owned_report(count, dry_run=False):
+    """What a run says about the session files it skipped because another user owns them."""
+    folder = session_folder()
+    did = "Would skip" if dry_run else "Skipped"
+    return (f"{did} {count} session file(s) in {folder} that another user owns: not deleted. The logout "
+            f"cutoff ends such sessions of this site at their next request; make SESSION_FILE_PATH a folder "
+            f"only the site user (uid {os.geteuid()}) writes to (`manage.py check` warns about it)")
 
 
 def session_folder():

@@ -2,6 +2,7 @@
 (warning), and the overdue logout (warning, only with `--database`)."""
 import os
 import secrets
+import tempfile
 from datetime import timedelta
 from io import StringIO
 
@@ -135,3 +136,30 @@ def test_migrate_on_an_empty_database_is_not_broken_by_the_overdue_check(tmp_pat
     finally:
         if ON_POSTGRES:
             _postgres_admin(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+# --- the file engine's folder -------------------------------------------------------------------
+
+def test_the_file_engine_without_a_folder_warns_that_it_uses_the_temp_folder(settings, tmp_path):
+    use_engine(settings, tmp_path, "file")
+    settings.SESSION_FILE_PATH = None  # what lcstats.settings makes of an empty SESSION_FILE_PATH
+    output = check()
+    assert "students.W003" in output
+    assert "SESSION_FILE_PATH is empty" in output and f"system temp folder ({tempfile.gettempdir()})" in output, output
+
+
+def test_a_world_writable_session_folder_warns_and_a_private_one_does_not(settings, tmp_path):
+    use_engine(settings, tmp_path, "file")
+    folder = tmp_path / "sessions"
+    folder.chmod(0o700)
+    assert "students.W00" not in check()
+    folder.chmod(0o1777)  # as /tmp is
+    output = check()
+    assert "students.W004" in output
+    assert f"SESSION_FILE_PATH '{folder}' is writable by every local user (mode 1777)" in output, output
+
+
+def test_other_engines_ignore_the_file_folder(settings, tmp_path):
+    use_engine(settings, tmp_path, "db")
+    settings.SESSION_FILE_PATH = None
+    assert "students.W003" not in check()

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from students import cutoff
 from students.models import LogoutRun
+from students.selection import FUTURE_LOGIN_TOLERANCE_SECONDS
 from students.tests.conftest import is_signed_in, login
 
 pytestmark = pytest.mark.django_db
@@ -100,3 +101,21 @@ def test_per_request_cost_is_one_cache_read(users, django_assert_num_queries):
     with django_assert_num_queries(2):
         assert carol.get("/").status_code == 200
     assert not is_signed_in(alice, "alice")
+
+
+def stamp_login_time(client, when):
+    """What a web host whose clock shows `when` at the login writes into the session."""
+    session = client.session
+    session[cutoff.LOGIN_TIME_KEY] = when
+    session.save()
+
+
+def test_a_login_stamped_by_a_fast_clock_counts_as_older_than_any_cutoff(users):
+    alice, carol = login("alice"), login("carol")
+    now = time.time()
+    stamp_login_time(alice, now + 3600)  # a web host an hour fast
+    stamp_login_time(carol, now + FUTURE_LOGIN_TOLERANCE_SECONDS - 60)  # a little fast: within the tolerance
+    assert is_signed_in(alice, "alice") and is_signed_in(carol, "carol")  # no cutoff yet
+    record_run_elsewhere()
+    assert not is_signed_in(alice, "alice")
+    assert is_signed_in(carol, "carol")  # her login counts as after the run, as it would have been

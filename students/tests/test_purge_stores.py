@@ -3,6 +3,8 @@ reads none, nothing unrelated in the folder or the Redis database is touched, an
 decides by the save time the store shows (a file's mtime, a key's TTL), decoding only what may
 have begun after the instant it stands for."""
 import os
+import shutil
+import tempfile
 import time
 from datetime import timedelta
 
@@ -11,12 +13,14 @@ import redis as redis_py
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.core.cache import caches
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from students.engines import detect_engine
+from students.models import LogoutRun
 from students.purge import purge
-from students.selection import LOGIN_TIME_KEY, KeepRule, resolve_keep_rule
-from students.tests.conftest import use_engine
+from students.selection import FUTURE_LOGIN_TOLERANCE_SECONDS, LOGIN_TIME_KEY, KeepRule, resolve_keep_rule
+from students.tests.conftest import command, forget_file_storage_path, is_signed_in, login, use_engine
 
 pytestmark = pytest.mark.django_db
 
@@ -193,3 +197,80 @@ def test_the_lock_hears_from_the_purge_every_batch(store, users):
     beats = []
     counts = purge(detect_engine(), KeepRule(), batch_size=2, heartbeat=lambda: beats.append(1))
     assert counts.deleted_active == 7 and len(beats) >= 4
+
+
+# --- session files another user owns (issue 20) ----------------------------------------------------
+
+NOBODY = 65534  # nobody/nogroup on Debian
+
+
+def session_path(key):
+    return os.path.join(settings.SESSION_FILE_PATH, settings.SESSION_COOKIE_NAME + key)
+
+
+@pytest.fixture
+def shared_folder(settings):
+    """The file engine's folder as /tmp is (mode 1777), where another user's files sit among the
+    sessions; outside pytest's own tmp folder, which only root may enter."""
+    if os.geteuid() != 0:
+        pytest.fail("the test makes files another user owns: run the tests as root (as CI does)")
+    folder = tempfile.mkdtemp(prefix="sessions-")
+    os.chmod(folder, 0o1777)
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.file"
+    settings.SESSION_FILE_PATH = folder
+    forget_file_storage_path()
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_files_another_user_owns_are_skipped_counted_and_reported_and_the_run_exits_1(shared_folder, users):
+    alice = login("alice")
+    foreign = new_session("file", users["carol"], logged_in_at=timezone.now())
+    os.chown(session_path(foreign), NOBODY, NOBODY)  # written by another user (another site in /tmp)
+    status, out = command("logout_all_users", "--dry-run")
+    assert status == 0 and f"Would skip 1 session file(s) in {shared_folder} that another user owns" in out, out
+    assert os.path.exists(session_path(foreign)) and is_signed_in(alice, "alice")
+
+    with pytest.raises(CommandError, match=rf"^Skipped 1 session file\(s\) in {shared_folder} that another user "
+                                           r"owns: not deleted\. The logout cutoff ends"):
+        command("logout_all_users")
+
+    assert os.path.exists(session_path(foreign)), "another user's file was deleted"
+    assert os.stat(session_path(foreign)).st_uid == NOBODY
+    assert not os.path.exists(session_path(alice.cookies[settings.SESSION_COOKIE_NAME].value))
+    run = LogoutRun.objects.get()
+    assert (run.outcome, run.deleted_active) == (LogoutRun.Outcome.SUCCESS, 1)  # the cutoff is set
+    assert not is_signed_in(alice, "alice")
+
+
+def test_the_purge_run_as_the_site_user_skips_files_it_cannot_delete_instead_of_failing_part_way(shared_folder,
+                                                                                                 users):
+    now = timezone.now()
+    theirs = [new_session("file", users["carol"], logged_in_at=now) for _ in range(2)]  # root's, in a 1777 folder
+    ours = [new_session("file", users["alice"], logged_in_at=now) for _ in range(3)]
+    for key in ours:
+        os.chown(session_path(key), NOBODY, NOBODY)
+    os.seteuid(NOBODY)  # the job runs as the site user; the file purge touches no database
+    try:
+        counts = purge(detect_engine(), KeepRule())
+    finally:
+        os.seteuid(0)
+    assert (counts.deleted_active, counts.not_owned) == (3, 2)
+    assert [os.path.exists(session_path(key)) for key in theirs + ours] == [True, True, False, False, False]
+
+
+# --- a web host whose clock runs fast (issue 20) ---------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["db", "file", "cache"])
+def test_a_scheduled_run_deletes_a_login_stamped_in_the_future(kind, settings, tmp_path, users, request):
+    redis_url = request.getfixturevalue("redis_server") if kind == "cache" else None
+    use_engine(settings, tmp_path, kind, redis_url=redis_url)
+    now = timezone.now()
+    tolerance = timedelta(seconds=FUTURE_LOGIN_TOLERANCE_SECONDS)
+    # Stamped by a web host an hour fast: "after" the run's instant, but in this host's future.
+    fast = new_session(kind, users["alice"], logged_in_at=now + timedelta(hours=1))
+    # A clock a little fast, within the tolerance: a login after the instant, spared as any such.
+    skewed = new_session(kind, users["carol"], logged_in_at=now + tolerance - timedelta(minutes=1))
+    counts = purge(detect_engine(), KeepRule(), before=now - timedelta(hours=1))
+    assert (session_exists(kind, fast), session_exists(kind, skewed)) == (False, True)
+    assert (counts.deleted_active, counts.spared) == (1, 1)

@@ -111,6 +111,28 @@ def test_the_purge_keeps_remembered_sessions_on_every_engine(kind, users):
     assert LogoutRun.objects.get().keep_remembered
 
 
+def test_a_password_change_keeps_the_login_remembered(kind, users):
+    """Django gives the session a new key on a password change (update_session_auth_hash); the row
+    the server wrote at login follows it, so the purge still keeps the session (issue 20)."""
+    offer()
+    alice, carol = login_remembered("alice"), login("carol")
+    old_key = key_of(alice)
+    new_password = "Lantern-trombone-91"
+    response = alice.post("/accounts/password_change/", {
+        "old_password": PASSWORD, "new_password1": new_password, "new_password2": new_password})
+    assert response.status_code == 302 and response["Location"] == "/accounts/password_change/done/", \
+        response.content[:500]
+    new_key = key_of(alice)
+    assert new_key != old_key and not in_storage(kind, old_key)
+
+    status, out = command("logout_all_users", "--keep-remembered")
+
+    assert status == 0 and "Kept 1 session(s) (remembered sessions)" in out, out
+    assert in_storage(kind, new_key) and not in_storage(kind, key_of(carol))
+    assert list(RememberedLogin.objects.values_list("session_key", "user_id")) == [(new_key, str(users["alice"].pk))]
+    assert is_signed_in(alice, "alice") and not is_signed_in(carol, "carol")
+
+
 def test_without_the_option_remembered_sessions_go_too(kind, users):
     offer()
     alice = login_remembered("alice")

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
@@ -29,8 +30,8 @@ def test_postgres_url_with_escapes_and_options():
 
 @pytest.mark.parametrize("url, problem", [
     ("mysql://u@h/db", "'mysql' is not supported"),
-    ("postgres://u@h:5432/", "names no database"),
-    ("sqlite://", "names no SQLite file"),
+    ("postgres://u@h:5432/", r"DATABASE_URL \(postgres://h:5432/…\) names no database"),
+    ("sqlite://", r"DATABASE_URL \(sqlite:///…\) names no SQLite file"),
 ])
 def test_bad_database_urls_name_the_problem(url, problem):
     with pytest.raises(ImproperlyConfigured, match=problem):
@@ -74,3 +75,47 @@ def test_debug_key_and_hosts_come_from_the_environment():
     assert settings_in_a_fresh_process(DJANGO_DEBUG="1", DJANGO_SECRET_KEY="s3cret",
                                        DJANGO_ALLOWED_HOSTS="a.example, b.example") == [
         True, "s3cret", ["a.example", "b.example"]]
+
+
+# --- no secret in an error (issue 20): the role prints these, the job logs them, the mail sends them ---
+
+SECRET = "Pa55-w0rd.secret"
+LEAKS = ("logout_user", SECRET, "qsecret", "lcstats_db")
+
+
+@pytest.mark.parametrize("variable, url, shown", [
+    ("DATABASE_URL", f"postgres://logout_user:{SECRET}@db.example:5432/?sslmode=require&passfile=qsecret",
+     "DATABASE_URL (postgres://db.example:5432/…) names no database"),
+    # An unencoded / in the password: urllib takes what follows the user name for the port.
+    ("DATABASE_URL", f"postgresql://logout_user:{SECRET}/x@db.example/lcstats_db",
+     "DATABASE_URL (postgresql://…) is not a valid URL or its port is not a number"),
+    ("DATABASE_URL", f"postgres://logout_user:{SECRET}@[db.example/lcstats_db", "DATABASE_URL (…) is not a valid URL"),
+    # ... and where the piece of the password that takes the port's place is a number.
+    ("DATABASE_URL", "postgres://logout_user:5432/Pa55-w0rd.secret@db.example/lcstats_db",
+     "DATABASE_URL (postgres://…) has an @ after its host"),
+    ("CACHE_URL", f"redis://logout_user:{SECRET}@cache.example:6379/0?version=qsecret",
+     "CACHE_URL (redis://cache.example:6379/…) has a version that is not a whole number"),
+    ("CACHE_URL", f"redis://logout_user:{SECRET}@cache.example:63x79/0",
+     "CACHE_URL (redis://…) is not a valid URL or its port is not a number"),
+])
+def test_errors_name_the_scheme_and_host_but_no_secret(variable, url, shown):
+    parse = database_from_url if variable == "DATABASE_URL" else cache_from_url
+    with pytest.raises(ImproperlyConfigured) as raised:
+        parse(url, BASE)
+    message = str(raised.value)
+    assert message.startswith(shown), message
+    printed = "".join(traceback.format_exception(raised.value))  # as Python prints it, chained errors too
+    assert not [leak for leak in LEAKS if leak in printed], printed
+
+
+def test_manage_py_with_a_mistaken_database_url_names_it_without_its_password():
+    """What the role's checks and the nightly job print: a real process, its whole output."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "CACHE_URL"))}
+    url = f"postgres://logout_user:{SECRET}@db.example:5432/?sslmode=require"
+    result = subprocess.run([sys.executable, "manage.py", "logout_all_users"], cwd=REPO_DIR,
+                            env={**clean, "DATABASE_URL": url}, capture_output=True, text=True, timeout=60)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    # One line, as a CommandError prints: a traceback would push the run's start out of the mail's tail.
+    assert result.stderr == "ImproperlyConfigured: DATABASE_URL (postgres://db.example:5432/…) names no database\n", output
+    assert SECRET not in output and "logout_user" not in output, output

@@ -12,6 +12,7 @@ from students.lock import LockHeld, LockLost
 from students.logout import logout_all_users
 from students.models import LogoutRun
 from students.purge import DEFAULT_BATCH_SIZE
+from students.purge.files import not_owned_report
 from students.schedule import LastRun, NotDue, ScheduleError, decide, parse_due_at, parse_zone
 from students.selection import UnknownUsers
 
@@ -50,7 +51,8 @@ class Command(BaseCommand):
     help = (
         "Log every user out now by deleting their sessions (on the configured session engine), "
         "clean up expired sessions, and set a logout cutoff that ends any session the purge cannot "
-        "reach (signed cookies) at its next request. Exit status: 0 success, 1 failure, 2 bad usage, "
+        "reach (signed cookies) at its next request. Exit status: 0 success, 1 failure (also when the "
+        "run finished but skipped session files another user owns), 2 bad usage, "
         f"{EXIT_NOT_DUE} a scheduled run skipped (not due, or already done), "
         f"{EXIT_LOCK_HELD} another run holds the cluster-wide lock."
     )
@@ -112,6 +114,10 @@ class Command(BaseCommand):
             self._report_dry_run(summary, options["verbosity"])
         else:
             self._report_run(summary, options["verbosity"])
+        if summary.counts.not_owned and not summary.dry_run:
+            # The run is done and recorded (its cutoff ends those sessions too), but storage still holds
+            # sessions it could not delete: exit 1, so the wrapper, its mail and the monitor say so.
+            raise CommandError(not_owned_report(summary.counts.not_owned))
 
     @staticmethod
     def _scheduled_guard():
@@ -155,6 +161,8 @@ class Command(BaseCommand):
             self.stdout.write(f"Would log out the users of: {_zone_list(summary.zones)}")
         self.stdout.write(f"Would log out all users by deleting {live - c.kept - c.spared} session(s)")
         self.stdout.write(f"Would also clean up {c.expired} expired session(s)")
+        if c.not_owned:
+            self.stdout.write(self.style.WARNING(not_owned_report(c.not_owned, dry_run=True)))
         if c.note:
             self.stdout.write(self.style.WARNING(c.note))
 
