@@ -14,6 +14,12 @@ The clock starts at the last success, or at the schedule's recording when that i
 or changed schedule gets one full period before its first run is due. Once that deadline has passed
 the logout is overdue (the health URL answers 503).
 
+In per-user time zone mode the scheduler fires every hour and most firings find nothing due, so
+successes may be a day apart while a scheduler that stopped must show within two hours, not a day.
+Every scheduled firing asks whether a run is due first (`logout_all_users --scheduled --check-due`,
+which calls record_firing()), due or not; the logout is also overdue once no firing came for
+FIRING_PERIOD + FIRING_GRACE.
+
 With no schedule recorded the site promises no time, so nothing can be overdue: the status is
 "unscheduled" (HTTP 200). The role always records one, so a monitor that matches the body sees a
 schedule that went missing; a 503 there would page the owners of every site that removed the job
@@ -28,7 +34,7 @@ from django.core.cache import cache
 from django.db.models import Min
 from django.utils import timezone
 
-from students.models import LogoutRun
+from students.models import LogoutRun, LogoutSchedule
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +45,13 @@ logger = logging.getLogger(__name__)
 # A missed night is still reported hours before the next scheduled run. With scheduler none a
 # cleanup follows a sign-in within about a minute (students.cleanup.CHECK_SECONDS): ample there.
 GRACE = timedelta(hours=2)
+
+# Per-user time zone mode: the scheduler fires hourly (cron `M * * * *`, a systemd timer `*:MM`, an
+# hourly PythonAnywhere task). An hour of grace covers a firing that starts late (PythonAnywhere,
+# systemd at boot); cron fires every hour across daylight-saving changes too. So a stopped scheduler
+# is overdue two hours after its last firing.
+FIRING_PERIOD = timedelta(hours=1)
+FIRING_GRACE = timedelta(hours=1)
 
 # Monitors poll the URL every minute or so; a cached answer costs them one cache read, no query.
 CACHE_KEY = "students:logout_health"
@@ -60,6 +73,10 @@ class Health:
     last_success: datetime | None  # last successful run (scheduler none: last cleanup)
     next_due: datetime | None      # next scheduled instant (scheduler none: when the next cleanup is due)
     overdue_since: datetime | None  # when it became overdue; None while healthy
+    # Not in the JSON body. Per-user time zone mode: the last scheduled firing, and whether the
+    # missing firing (not a missing success) is what made it overdue.
+    last_fired: datetime | None = None
+    firing_missing: bool = False
 
     @property
     def overdue(self):
@@ -79,6 +96,10 @@ class Health:
         """One sentence for people (the check's warning, the admin's banner); empty while healthy."""
         if not self.overdue:
             return ""
+        if self.firing_missing:
+            last = f"the last at {_when(self.last_fired)}" if self.last_fired else "none since the schedule was recorded"
+            return (f"The nightly logout (scheduler {self.scheduler}) is overdue since {_when(self.overdue_since)}: "
+                    f"the hourly firing of per-user time zone mode is missing ({last}).")
         what = "the site's own session cleanup" if self.scheduler == "none" else "a successful run"
         last = f"the last at {_when(self.last_success)}" if self.last_success \
             else "none since the schedule was recorded"
@@ -103,6 +124,16 @@ def last_success():
             .order_by("-started_at").values_list("started_at", flat=True).first())
 
 
+def last_firing():
+    """When a scheduled firing last asked whether a run was due (one query), or None."""
+    return LogoutSchedule.objects.filter(pk=1).values_list("last_fired_at", flat=True).first()
+
+
+def record_firing(at):
+    """A scheduled firing happened at `at` (called by `logout_all_users --scheduled --check-due`)."""
+    LogoutSchedule.objects.filter(pk=1).update(last_fired_at=at)
+
+
 def logout_health(at=None):
     """The logout's health at `at` (default: now), read fresh from the database."""
     from students.clock import recorded_schedule
@@ -117,7 +148,14 @@ def logout_health(at=None):
     since = max(last, schedule.recorded_at) if last else schedule.recorded_at
     deadline = since + schedule.period() + GRACE
     overdue = deadline if at >= deadline else None
-    return Health(OVERDUE if overdue else OK, schedule.scheduler, last, schedule.next_instant(at), overdue)
+    fired, firing_missing = None, False
+    if schedule.per_user_zones:
+        fired = last_firing()
+        firing_deadline = max(fired or schedule.recorded_at, schedule.recorded_at) + FIRING_PERIOD + FIRING_GRACE
+        if at >= firing_deadline and (overdue is None or firing_deadline < overdue):
+            overdue, firing_missing = firing_deadline, True
+    return Health(OVERDUE if overdue else OK, schedule.scheduler, last, schedule.next_instant(at), overdue,
+                  fired, firing_missing)
 
 
 def _cleanup_health(schedule, at):

@@ -74,6 +74,9 @@ class LogoutSchedule(models.Model):
     previous_cutoffs = models.JSONField(default=list, blank=True)
     # With scheduler "none", when the site last cleaned session storage itself (students.cleanup).
     last_cleanup_at = models.DateTimeField(null=True, blank=True)
+    # When a scheduled firing last asked whether a run was due (`logout_all_users --scheduled --check-due`,
+    # due or not): the health check's witness that an hourly scheduler still fires (students.health).
+    last_fired_at = models.DateTimeField(null=True, blank=True)
     # Minutes before each scheduled time during which signed-in pages warn of it (students.warning); 0: off.
     warn_minutes = models.PositiveSmallIntegerField(default=0)
     # The login page offers "Keep me signed in", and the clock cutoff keeps such sessions (students.remember).

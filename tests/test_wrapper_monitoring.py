@@ -1,12 +1,16 @@
 """The wrapper's monitoring hooks, run for real as cron runs them (tests/test_wrapper.py renders the role's
 templates with real Ansible and runs the real Django command): Healthchecks-style pings against a local
-stand-in of the documented pinging API (tests/healthchecks_standin.py), and the Prometheus textfile,
-read with prometheus_client's own parser."""
+stand-in of Healthchecks' pinging API (tests/healthchecks_standin.py: the real server is not installable
+from the package registries; the stand-in lists where it differs), which records what it received and
+keeps the check's state as the server does, and the Prometheus textfile, read with prometheus_client's
+own parser."""
 
 import re
 import subprocess
 import threading
 import time
+import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -30,8 +34,8 @@ from tests.test_wrapper import (  # noqa: F401 (fixtures)
 # the log on the host, and must never be in a ping's body.
 SECRET = "s3cret-token-4f1c9e"
 TIMING = {"nightly_logout_ping_timeout": 2, "nightly_logout_ping_retries": 1}
-# The bound the role README states for one ping: (retries + 1) * timeout + retries * 1 s of retry delay.
-PING_WORST_SECONDS = (1 + 1) * 2 + 1
+# The bound the role README states for one ping: (retries + 1) * timeout + curl's backoff (1 s, then doubling).
+PING_WORST_SECONDS = (1 + 1) * 2 + (2**1 - 1)
 
 
 def pinging(tmp_path, site, standin_url, **overrides):
@@ -50,6 +54,8 @@ def test_a_success_pings_start_then_0_with_one_run_id_and_the_log_as_body(tmp_pa
     assert (start.signal, end.signal) == ("start", "0")
     assert start.rid and start.rid == end.rid
     assert start.body == b""
+    assert end.kind == "success" and 0 < end.duration < 60
+    assert monitor.status() == "up" and not monitor.running()
     body = end.body.decode()
     assert "Successfully logged out all users by deleting 2 session(s)" in body
     assert re.search(rf"(?m)^{TIMESTAMP}: Daily logout completed successfully$", body), body
@@ -62,7 +68,7 @@ def test_each_run_has_its_own_run_id(tmp_path, site):
     with StandInHealthchecks() as monitor:
         script = pinging(tmp_path, site, monitor.ping_url)
         assert run_as_cron(script, log) == 0
-        assert run_as_cron(script, log) == 0
+        assert run_as_cron(script, log, by_hand=True) == 0  # the scheduled time is done: by hand, so it runs
     rids = [ping.rid for ping in monitor.pings]
     assert rids[0] == rids[1] and rids[2] == rids[3] and rids[0] != rids[2]
 
@@ -77,6 +83,8 @@ def test_a_failure_pings_its_exit_status_with_the_log_and_no_secret(tmp_path, si
         assert run_as_cron(script, log) == 1
 
     assert monitor.signals() == ["start", "1"]
+    assert (monitor.pings[1].kind, monitor.pings[1].exit_status, monitor.status()) == ("fail", 1, "down")
+    assert monitor.pings[1].rid == monitor.pings[0].rid and monitor.pings[1].duration is not None
     body = monitor.pings[1].body.decode()
     assert re.search(rf"(?m)^{TIMESTAMP}: Daily logout failed with exit code 1$", body), body
     assert "[redacted]" in body  # the command named the unknown user ...
@@ -86,37 +94,135 @@ def test_a_failure_pings_its_exit_status_with_the_log_and_no_secret(tmp_path, si
     assert session_count(site) == 2
 
 
-def test_the_body_is_the_last_10_kb_and_can_be_turned_off(tmp_path, site):
+UNKNOWN_MANY = [f"user-{n:04d}-{'x' * 40}" for n in range(400)]  # an unknown-user error of about 20 kB
+CUT_NOTE = r"\[cut: the first bytes of \d+; the monitor keeps {limit}\. The whole log: .*daily_logout\.log on .*\]"
+
+
+@pytest.mark.parametrize("limit", [10_000, 3_000])
+def test_the_body_is_the_end_of_the_log_within_the_monitors_ping_body_limit(tmp_path, site, limit):
     log = tmp_path / "logs" / "daily_logout.log"
-    many = [f"user-{n:04d}-{'x' * 40}" for n in range(400)]  # an unknown-user error of about 20 kB
+    with StandInHealthchecks(body_limit=limit) as monitor:
+        script = pinging(tmp_path, site, monitor.ping_url, nightly_logout_exclude_users=UNKNOWN_MANY)
+        assert run_as_cron(script, log) == 1
+
+    assert len(log.read_bytes()) > 20_000
+    failed = monitor.pings[1].body.decode()
+    # The server keeps a body's first `limit` bytes: what it kept must end with the run's last line ...
+    assert limit - 200 <= len(monitor.pings[1].body) <= limit
+    assert failed.rstrip("\n").endswith("Daily logout failed with exit code 1"), failed[-300:]
+    # ... and say it is not the whole log.
+    assert re.fullmatch(CUT_NOTE.format(limit=limit), failed.splitlines()[0]), failed.splitlines()[0]
+
+
+def test_a_short_body_is_whole_and_the_body_can_be_turned_off(tmp_path, site):
+    log = tmp_path / "logs" / "daily_logout.log"
     with StandInHealthchecks() as monitor:
-        script = pinging(tmp_path, site, monitor.ping_url, nightly_logout_exclude_users=many)
+        script = pinging(tmp_path, site, monitor.ping_url, nightly_logout_exclude_users=["nobody-by-this-name"])
         assert run_as_cron(script, log) == 1
         script = pinging(tmp_path, site, monitor.ping_url, nightly_logout_ping_body=False)
         assert run_as_cron(script, log) == 0
 
     failed, succeeded = monitor.pings[1], monitor.pings[3]
-    assert len(log.read_bytes()) > 20_000
-    assert 10_000 <= len(failed.body) <= 10_240
-    assert failed.body.decode().rstrip("\n").endswith("Daily logout failed with exit code 1")
+    assert failed.body.decode().startswith(log_lines(log)[0]) and b"[cut:" not in failed.body
     assert (succeeded.signal, succeeded.body) == ("0", b"")
 
 
-def test_a_skipped_run_sends_log_with_its_reason_never_0(tmp_path, site):
+def test_a_firing_with_nothing_due_sends_nothing_and_logs_one_line(tmp_path, site):
     log = tmp_path / "logs" / "daily_logout.log"
-    with StandInHealthchecks() as monitor:
+    with StandInHealthchecks(grace=5, period=86400) as monitor:
         script = pinging(tmp_path, site, monitor.ping_url)
         assert run_as_cron(script, log) == 0  # the day's run
-        assert run_as_cron(script, log) == 0  # a second firing: already done, skipped
-        # The same with the body off: the reason alone.
-        script = pinging(tmp_path, site, monitor.ping_url, nightly_logout_ping_body=False)
+        day_run = log_lines(log)
+        for _ in range(3):  # later firings: already done
+            assert run_as_cron(script, log) == 0
+
+    # The monitor saw the day's run only, closed: up now, and still up after the grace time.
+    assert monitor.signals() == ["start", "0"]
+    assert not monitor.running()
+    assert monitor.status() == "up" and monitor.status(at=time.time() + 60) == "up"
+    # The three firings: the skip once (the usual three lines), not three times.
+    lines = log_lines(log)
+    assert lines[: len(day_run)] == day_run
+    assert len(lines) == len(day_run) + 3, lines
+    assert re.fullmatch(rf"{TIMESTAMP}: Daily logout skipped: Already logged out for .*", lines[-1]), lines
+    assert lines[-2] == lines[-1].split("skipped: ", 1)[1]  # the command's own line, just before
+
+
+def test_a_failure_to_ask_whether_it_is_due_is_the_runs_failure_without_a_start(tmp_path, site):
+    log = tmp_path / "logs" / "daily_logout.log"
+    manage(site, "logout_schedule", "--clear")  # a scheduled run needs a recorded schedule
+    with StandInHealthchecks() as monitor:
+        script = pinging(tmp_path, site, monitor.ping_url)
+        assert run_as_cron(script, log) == 1
+
+    assert monitor.signals() == ["1"]
+    assert monitor.status() == "down" and not monitor.running()
+    assert b"no logout schedule is recorded" in monitor.pings[0].body
+    lines = log_lines(log)
+    assert re.fullmatch(rf"{TIMESTAMP}: Daily logout failed with exit code 1", lines[-1]), lines
+    assert session_count(site) == 2
+
+
+def ping(url):
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        assert answer.status == 200
+
+
+def test_an_overlapping_firing_exits_76_with_a_log_event_and_leaves_the_running_one_alone(tmp_path, site):
+    log = tmp_path / "logs" / "daily_logout.log"
+    lock = tmp_path / "logs" / ".daily_logout.lock"
+    with StandInHealthchecks() as monitor:
+        script = pinging(tmp_path, site, monitor.ping_url)
+        # The earlier run: it pinged /start and holds the lock.
+        earlier = str(uuid.uuid4())
+        ping(f"{monitor.ping_url}/start?rid={earlier}")
+        holder = subprocess.Popen(["flock", "--nonblock", str(lock), "sleep", "60"])
+        try:
+            time.sleep(0.5)
+            assert holder.poll() is None, "could not take the lock"
+            assert run_as_cron(script, log) == 76
+        finally:
+            holder.kill()
+            holder.wait()
+        running_meanwhile = monitor.running()
+        ping(f"{monitor.ping_url}/0?rid={earlier}")  # the earlier run ends
+
+    assert monitor.signals() == ["start", "log", "0"]
+    overlap = monitor.pings[1]
+    assert overlap.rid != earlier
+    assert re.search(rf"(?m)^{TIMESTAMP}: Another daily logout is still running; skipping$", overlap.body.decode())
+    assert running_meanwhile  # the earlier run was still the monitor's open run ...
+    assert monitor.pings[2].duration is not None  # ... and its end closed it
+    assert monitor.status() == "up"
+    assert re.fullmatch(rf"{TIMESTAMP}: Another daily logout is still running; skipping", log_lines(log)[-1])
+    assert session_count(site) == 2
+
+
+def test_retries_back_off_as_curl_does(tmp_path, site):
+    log = tmp_path / "logs" / "daily_logout.log"
+    with StandInHealthchecks(unavailable=3) as monitor:
+        script = pinging(tmp_path, site, monitor.ping_url, nightly_logout_ping_timeout=5, nightly_logout_ping_retries=3)
         assert run_as_cron(script, log) == 0
 
-    assert monitor.signals() == ["start", "0", "start", "log", "start", "log"]
-    for skipped in monitor.pings[3], monitor.pings[5]:
-        assert skipped.rid == monitor.pings[monitor.pings.index(skipped) - 1].rid
-        assert re.search(rf"(?m)^{TIMESTAMP}: Daily logout skipped: Already logged out for ", skipped.body.decode())
-    assert b"Running daily user logout" not in monitor.pings[5].body
+    assert monitor.signals() == ["start", "0"]  # the fourth attempt got through
+    first, second, third, fourth = monitor.attempts[:4]
+    # curl waits 1 s, 2 s, 4 s: each wait longer than the one before (a fixed delay would be 1 s each).
+    assert second - first >= 0.9 and third - second >= 1.8 and fourth - third >= 3.6, monitor.attempts
+
+
+def test_a_monitor_that_hangs_does_not_change_a_failures_exit_status_and_costs_a_bounded_time(tmp_path, site):
+    log = tmp_path / "logs" / "daily_logout.log"
+    with StandInHealthchecks(hold_seconds=120) as monitor:
+        script = pinging(tmp_path, site, monitor.ping_url, nightly_logout_exclude_users=["nobody-by-this-name"],
+                         **TIMING)
+        started = time.monotonic()
+        assert run_as_cron(script, log) == 1
+        took = time.monotonic() - started
+
+    assert took < 2 * PING_WORST_SECONDS + 30, took
+    lines = log_lines(log)
+    assert any(re.fullmatch(rf"{TIMESTAMP}: Could not ping the monitor \(1\): curl exit status 28", line) for line in lines)
+    assert re.fullmatch(rf"{TIMESTAMP}: Daily logout failed with exit code 1", lines[-1]), lines
 
 
 def test_a_monitor_that_refuses_connections_does_not_fail_the_job(tmp_path, site):
@@ -219,10 +325,11 @@ def test_metrics_after_a_success_a_failure_and_a_skip(tmp_path, site):
     assert {k: v for k, v in skipped.items() if k != "nightly_logout_last_run_timestamp_seconds"} == {
         k: v for k, v in success.items() if k != "nightly_logout_last_run_timestamp_seconds"}
 
-    # A failure keeps the last success's time.
+    # A failure keeps the last success's time (by hand: a scheduled firing now has nothing due, and
+    # exits 0 before the command could fail).
     manage(site, "shell", "--command", CREATE_SESSIONS.replace('"alice", "bob"', '"carol",'))
     variables.update(nightly_logout_exclude_users=["nobody-by-this-name"])
-    assert run_as_cron(render_wrapper(tmp_path, **variables), log) == 1
+    assert run_as_cron(render_wrapper(tmp_path, **variables), log, by_hand=True) == 1
     failed = metrics(textfile)
     assert failed["nightly_logout_last_exit_status"] == 1
     assert failed["nightly_logout_last_success_timestamp_seconds"] == success["nightly_logout_last_success_timestamp_seconds"]

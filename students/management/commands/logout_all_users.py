@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, ProgrammingError
 from django.utils import timezone
 
-from students import clock
+from students import clock, health
 from students.engines import UnsupportedEngine
 from students.lock import LockHeld, LockLost
 from students.logout import logout_all_users
@@ -75,6 +75,11 @@ class Command(BaseCommand):
                                  "and no successful run happened since today's HH:MM there (once per local day, "
                                  "across daylight-saving changes); otherwise print why and exit 3.")
         parser.add_argument("--timezone", metavar="ZONE", help="IANA time zone of --due-at, e.g. Europe/Dublin.")
+        parser.add_argument("--check-due", action="store_true",
+                            help="With --scheduled: only say whether a scheduled run is due now (exit 0, printing "
+                                 "what it would stand for) or not (exit 3, printing why), deleting nothing. The "
+                                 "wrapper asks this before it pings /start; it records the firing, which the "
+                                 "health check of per-user time zone mode watches.")
         parser.add_argument("--scheduled", action="store_true",
                             help="For schedulers: stand for the latest scheduled time that has passed (from "
                                  "`logout_schedule --set`): delete only sessions that began before it, make it "
@@ -84,6 +89,8 @@ class Command(BaseCommand):
         if options["scheduled"] and (options["due_at"] or options["timezone"]):
             raise CommandError("--scheduled reads the recorded schedule: give it without --due-at/--timezone",
                                returncode=2)
+        if options["check_due"]:
+            return self._check_due(options)
         if options["scheduled"]:
             guard = self._scheduled_guard
         else:
@@ -118,6 +125,28 @@ class Command(BaseCommand):
             # The run is done and recorded (its cutoff ends those sessions too), but storage still holds
             # sessions it could not delete: exit 1, so the wrapper, its mail and the monitor say so.
             raise CommandError(not_owned_report(summary.counts.not_owned))
+
+    def _check_due(self, options):
+        """--check-due: the same decision a --scheduled run makes under the cluster lock, made without
+        it (the run decides again under the lock), plus the firing's record."""
+        if not options["scheduled"]:
+            raise CommandError("--check-due goes with --scheduled", returncode=2)
+        now = timezone.now()
+        try:
+            health.record_firing(now)
+            due = clock.due_instant(now)
+        except NotDue as exc:
+            self.stdout.write(json.dumps({"due": False, "message": str(exc)}) if options["json"] else str(exc))
+            raise SystemExit(EXIT_NOT_DUE)
+        except clock.NoSchedule as exc:
+            raise CommandError(_one_line(exc))
+        except DatabaseError as exc:
+            unmigrated = isinstance(exc, ProgrammingError) or "no such table" in str(exc)
+            hint = " (has `manage.py migrate` been run on this database?)" if unmigrated else ""
+            raise CommandError(f"Database error: {_one_line(exc)}{hint}")
+        stands_for = getattr(due, "latest", due)  # per-user mode: students.zones.DueZones
+        message = f"Due: a scheduled run now stands for {stands_for.isoformat()}"
+        self.stdout.write(json.dumps({"due": True, "message": message}) if options["json"] else message)
 
     @staticmethod
     def _scheduled_guard():
