@@ -248,6 +248,21 @@ def test_with_mail_on_failure_the_mta_can_still_queue_the_mail(tmp_path):
      'nightly_logout_environment has SESSION_ENGINE "file" and no SESSION_FILE_PATH'),
 ], ids=["user-name", "relative-path", "file-sessions-in-tmp"])
 def test_what_systemd_cannot_take_is_refused_naming_the_variable(tmp_path, variables, message):
+    result = validate_systemd(tmp_path, variables)
+    assert result.returncode != 0
+    assert message in result.stdout, result.stdout
+
+
+def test_a_plain_site_user_and_absolute_folders_pass(tmp_path):
+    result = validate_systemd(tmp_path, {"nightly_logout_user": "lc.stats-2_b", "nightly_logout_writable_paths": ["/srv/x"],
+                                         "nightly_logout_environment": {"SESSION_ENGINE": "db"}})
+    assert result.returncode == 0, result.stdout
+    result = validate_systemd(tmp_path, {"nightly_logout_environment": {}})
+    assert result.returncode == 0, result.stdout
+
+
+def validate_systemd(tmp_path, variables):
+    """Run the role's tasks/validate_systemd.yml with the given role variables."""
     playbook = tmp_path / "validate.yml"
     playbook.write_text(json.dumps([{
         "name": "Validate", "hosts": "localhost", "connection": "local", "gather_facts": False,
@@ -263,5 +278,4 @@ def test_what_systemd_cannot_take_is_refused_naming_the_variable(tmp_path, varia
         env={**os.environ, "ANSIBLE_ROLES_PATH": str(REPO_DIR / "ansible/roles"), "ANSIBLE_LOCALHOST_WARNING": "false",
              "ANSIBLE_NOCOLOR": "1"},
     )
-    assert result.returncode != 0
-    assert message in result.stdout, result.stdout
+    return result
