@@ -57,7 +57,7 @@ show_how_to_use() {
   line=$(crontab -l -u "${user}" 2>/dev/null | grep -A1 -x -F "${CRON_JOB_MARKER}" | tail -n 1) || true
   if [[ -z ${line} ]]; then
     echo "The crontab of ${user} has no \"${CRON_JOB_MARKER}\" entry: nightly_logout_state=absent, or"
-    echo "another scheduler (systemd: systemctl list-timers nightly_logout.timer), or not the primary host."
+    echo "another scheduler (systemd: systemctl list-timers nightly_logout_${user}.timer), or not the primary host."
     return 0
   fi
   # The command is everything after the five schedule fields. Run by hand it goes without --scheduled:

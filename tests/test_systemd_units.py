@@ -9,10 +9,13 @@ the role on a running systemd):
   each OnCalendar= elapses. Those instants, fed through the command's guard (students.schedule.decide),
   must give exactly one run per local day over both 2027 Dublin DST changes.
 With nightly_logout_per_user_zones the timer fires every hour at the minute instead.
+The service is named per site user and hardened: `systemd-analyze security --offline=yes` scores the rendered
+file as systemd would score the loaded unit.
 """
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from collections import Counter
@@ -28,25 +31,30 @@ from students.tests.test_schedule import simulate
 REPO_DIR = Path(__file__).resolve().parent.parent
 VENV_DIR = REPO_DIR / ".venv"
 TEMPLATES = REPO_DIR / "ansible/roles/nightly_logout/templates"
-UNITS = ["nightly_logout.service", "nightly_logout.timer"]
+# The units of the site user the tests render for (root: the user running the tests exists on every host).
+UNIT = "nightly_logout_root"
+UNITS = [f"{UNIT}.service", f"{UNIT}.timer"]
 
 pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
                                 reason="systemd-analyze (Debian package systemd) is not installed")
 
 
-def render_units(workdir, timezone, hour, minute, per_user_zones=False):
-    """Run the role's own schedule_times.yml, then template the two units, as schedule_systemd.yml does."""
+def render_units(workdir, timezone, hour, minute, per_user_zones=False, **extra):
+    """Run the role's own schedule_times.yml, then template the two units, as schedule_systemd.yml does
+    (public: the role's vars/main.yml names the units and the writable folders). `extra`: more role variables."""
     playbook = workdir / "render.yml"
     playbook.write_text(json.dumps([{
         "name": "Render the nightly_logout units", "hosts": "localhost", "connection": "local",
         "gather_facts": False,
         "tasks": [
             {"name": "Work out the run times",
-             "ansible.builtin.include_role": {"name": "nightly_logout", "tasks_from": "schedule_times"}},
+             "ansible.builtin.include_role": {"name": "nightly_logout", "tasks_from": "schedule_times",
+                                              "public": True}},
             {"name": "Render the units",
-             "ansible.builtin.template": {"src": f"{TEMPLATES}/{{{{ item }}}}.j2", "dest": f"{workdir}/{{{{ item }}}}",
+             "ansible.builtin.template": {"src": f"{TEMPLATES}/nightly_logout.{{{{ item }}}}.j2",
+                                          "dest": f"{workdir}/{{{{ nightly_logout_systemd_unit }}}}.{{{{ item }}}}",
                                           "mode": "0644"},
-             "loop": UNITS},
+             "loop": ["service", "timer"]},
         ],
     }]))
     variables = {
@@ -55,8 +63,10 @@ def render_units(workdir, timezone, hour, minute, per_user_zones=False):
         "nightly_logout_resolved_group": "root", "nightly_logout_resolved_venv_dir": str(VENV_DIR),
         "nightly_logout_script_path": str(workdir / "daily_logout.sh"),
         "nightly_logout_log_path": str(workdir / "logs/daily logout.log"),
+        "nightly_logout_resolved_log_dir": str(workdir / "logs"),
+        "nightly_logout_lock_path": str(workdir / "lock/.daily_logout.lock"),
         "nightly_logout_timezone": timezone, "nightly_logout_hour": hour, "nightly_logout_minute": minute,
-        "nightly_logout_per_user_zones": per_user_zones,
+        "nightly_logout_per_user_zones": per_user_zones, **extra,
     }
     (workdir / "vars.json").write_text(json.dumps(variables))
     subprocess.run(
@@ -65,7 +75,8 @@ def render_units(workdir, timezone, hour, minute, per_user_zones=False):
         env={**os.environ, "ANSIBLE_ROLES_PATH": str(REPO_DIR / "ansible/roles"),
              "ANSIBLE_LOCALHOST_WARNING": "false"},
     )
-    return {name: (workdir / name) for name in UNITS}
+    unit = f"nightly_logout_{variables['nightly_logout_user']}"
+    return {name: (workdir / name) for name in (f"{unit}.service", f"{unit}.timer")}
 
 
 def verify(units):
@@ -111,10 +122,10 @@ def dublin_gap_units(rendered):
 
 def test_units_pass_systemd_analyze_verify(dublin_gap_units):
     assert verify(dublin_gap_units) == (0, "")
-    service = dublin_gap_units["nightly_logout.service"].read_text()
+    service = dublin_gap_units[f"{UNIT}.service"].read_text()
     assert "Type=oneshot" in service and "User=root" in service
-    timer = dublin_gap_units["nightly_logout.timer"].read_text()
-    assert "Persistent=true" in timer and "Unit=nightly_logout.service" in timer
+    timer = dublin_gap_units[f"{UNIT}.timer"].read_text()
+    assert "Persistent=true" in timer and f"Unit={UNIT}.service" in timer
 
 
 def test_verify_would_catch_a_broken_unit(dublin_gap_units, tmp_path):
@@ -128,7 +139,7 @@ def test_verify_would_catch_a_broken_unit(dublin_gap_units, tmp_path):
 
 
 def test_the_timer_carries_the_zone_and_the_gap_end(dublin_gap_units):
-    assert on_calendar(dublin_gap_units["nightly_logout.timer"]) == [
+    assert on_calendar(dublin_gap_units[f"{UNIT}.timer"]) == [
         "*-*-* 01:30:00 Europe/Dublin", "*-*-* 02:00:00 Europe/Dublin"]
 
 
@@ -140,7 +151,7 @@ def test_systemd_firings_run_once_each_local_day(rendered, timezone, hour, minut
     assert verify(units) == (0, "")
     zone, due_at = ZoneInfo(timezone), parse_due_at(f"{hour:02d}:{minute:02d}")
     base = datetime.combine(first_day - timedelta(days=1), datetime.min.time(), tzinfo=UTC)
-    firings = sorted({instant for spec in on_calendar(units["nightly_logout.timer"])
+    firings = sorted({instant for spec in on_calendar(units[f"{UNIT}.timer"])
                       for instant in elapses(spec, base, iterations=6)})
     runs = simulate(firings, due_at, zone)
     local_days = [first_day + timedelta(days=n) for n in range(3)]
@@ -154,16 +165,117 @@ def test_systemd_firings_run_once_each_local_day(rendered, timezone, hour, minut
 def test_without_a_timezone_the_timer_uses_the_host_clock(rendered):
     units = rendered("", 2, 0)
     assert verify(units) == (0, "")
-    assert on_calendar(units["nightly_logout.timer"]) == ["*-*-* 02:00:00"]
+    assert on_calendar(units[f"{UNIT}.timer"]) == ["*-*-* 02:00:00"]
 
 
 @pytest.mark.parametrize("timezone", ["", "Europe/Dublin"], ids=["host-clock", "dublin"])
 def test_per_user_zones_fire_the_timer_every_hour_at_the_minute(rendered, timezone):
     units = rendered(timezone, 2, 30, True)
     assert verify(units) == (0, "")
-    [spec] = on_calendar(units["nightly_logout.timer"])
+    [spec] = on_calendar(units[f"{UNIT}.timer"])
     assert spec == "*-*-* *:30:00"
     # systemd's own reading of it, across the Dublin spring change: every hour, at half past.
     firings = elapses(spec, datetime(2027, 3, 27, 22, 0, tzinfo=UTC), iterations=26)
     assert firings[0] == datetime(2027, 3, 27, 22, 30, tzinfo=UTC)
     assert {later - earlier for earlier, later in zip(firings, firings[1:])} == {timedelta(hours=1)}
+
+
+def settings(unit_text):
+    """The unit's Key=value lines as (key, value) pairs, in order (comments and sections left out)."""
+    return re.findall(r"^([A-Za-z]+)=(.*)$", unit_text, flags=re.M)
+
+
+def exposure(service):
+    """systemd's own exposure score of the service file (0 safest, 10 most exposed)."""
+    result = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager", str(service)],
+                            capture_output=True, text=True)
+    found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert found, result.stdout + result.stderr
+    return float(found.group(1))
+
+
+HARDENING = {
+    "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "read-only", "PrivateTmp": "yes",
+    "PrivateDevices": "yes", "CapabilityBoundingSet": "", "RestrictSUIDSGID": "yes", "ProtectKernelTunables": "yes",
+    "ProtectControlGroups": "yes", "LockPersonality": "yes", "RestrictRealtime": "yes",
+    "SystemCallArchitectures": "native",
+}
+
+
+def test_the_service_is_hardened_and_runs_the_wrapper_as_the_site_user(tmp_path):
+    units = render_units(
+        tmp_path, "", 2, 0, nightly_logout_user="www-data", nightly_logout_resolved_group="www-data",
+        nightly_logout_writable_paths=["/srv/site sessions/"],
+        nightly_logout_environment={"SESSION_ENGINE": "file", "SESSION_FILE_PATH": "/var/lib/site/sessions"})
+    assert sorted(path.name for path in units.values()) == ["nightly_logout_www-data.service",
+                                                            "nightly_logout_www-data.timer"]
+    assert verify(units) == (0, "")
+    service = units["nightly_logout_www-data.service"]
+    found = settings(service.read_text())
+    values = dict(found)
+    assert {key: values.get(key) for key in HARDENING} == HARDENING
+    assert (values["User"], values["Group"]) == ("www-data", "www-data")
+    # The wrapper, as the site user, with its output appended to the log.
+    assert values["ExecStart"].startswith("/bin/bash -c ")
+    assert shlex.split(values["ExecStart"])[3:] == [str(tmp_path / "daily_logout.sh"),
+                                                    str(tmp_path / "logs/daily logout.log")]
+    assert '"$$0" --scheduled' in values["ExecStart"]
+    # Writable: the project (db.sqlite3), the log and lock folders, the file sessions, what the play adds.
+    writable = [shlex.split(value) for key, value in found if key == "ReadWritePaths"]
+    assert writable == [["-" + str(REPO_DIR)], ["-" + str(tmp_path / "logs")], ["-" + str(tmp_path / "lock")],
+                        ["-/var/lib/site/sessions"], ["-/srv/site sessions"]]
+    assert "Unit=nightly_logout_www-data.service" in units["nightly_logout_www-data.timer"].read_text()
+    # Today's unit (4f9bacf, User= only) scores 9.2 here: "UNSAFE".
+    assert exposure(service) <= 2.5
+
+
+def test_with_mail_on_failure_the_mta_can_still_queue_the_mail(tmp_path):
+    """exim4's sendmail is set-user-ID root and writes /var/spool/exim4: no NoNewPrivileges= there."""
+    units = render_units(tmp_path, "", 2, 0, nightly_logout_user="www-data", nightly_logout_resolved_group="www-data",
+                         nightly_logout_mail_on_failure=True)
+    assert verify(units) == (0, "")
+    values = dict(settings(units["nightly_logout_www-data.service"].read_text()))
+    assert "NoNewPrivileges" not in values and "CapabilityBoundingSet" not in values
+    assert "SystemCallFilter" not in values and "PrivateDevices" not in values
+    assert (values["ProtectSystem"], values["ProtectHome"], values["PrivateTmp"]) == ("full", "read-only", "yes")
+
+
+@pytest.mark.parametrize("variables, message", [
+    ({"nightly_logout_user": "web@site"}, 'nightly_logout_user "web@site" cannot name the systemd units'),
+    ({"nightly_logout_writable_paths": ["sessions"]},
+     'nightly_logout_writable_paths[0] must be an absolute path without \'%\' or a newline; got "sessions"'),
+    ({"nightly_logout_environment": {"SESSION_ENGINE": "file"}},
+     'nightly_logout_environment has SESSION_ENGINE "file" and no SESSION_FILE_PATH'),
+], ids=["user-name", "relative-path", "file-sessions-in-tmp"])
+def test_what_systemd_cannot_take_is_refused_naming_the_variable(tmp_path, variables, message):
+    result = validate_systemd(tmp_path, variables)
+    assert result.returncode != 0
+    assert message in result.stdout, result.stdout
+
+
+def test_a_plain_site_user_and_absolute_folders_pass(tmp_path):
+    result = validate_systemd(tmp_path, {"nightly_logout_user": "lc.stats-2_b", "nightly_logout_writable_paths": ["/srv/x"],
+                                         "nightly_logout_environment": {"SESSION_ENGINE": "db"}})
+    assert result.returncode == 0, result.stdout
+    result = validate_systemd(tmp_path, {"nightly_logout_environment": {}})
+    assert result.returncode == 0, result.stdout
+
+
+def validate_systemd(tmp_path, variables):
+    """Run the role's tasks/validate_systemd.yml with the given role variables."""
+    playbook = tmp_path / "validate.yml"
+    playbook.write_text(json.dumps([{
+        "name": "Validate", "hosts": "localhost", "connection": "local", "gather_facts": False,
+        "tasks": [{"name": "Check the systemd settings",
+                   "ansible.builtin.include_role": {"name": "nightly_logout", "tasks_from": "validate_systemd"}}],
+    }]))
+    (tmp_path / "vars.json").write_text(json.dumps({
+        "ansible_python_interpreter": str(VENV_DIR / "bin/python"), "nightly_logout_project_dir": str(REPO_DIR),
+        "nightly_logout_user": "root", **variables}))
+    result = subprocess.run(
+        [VENV_DIR / "bin/ansible-playbook", "-i", "localhost,", playbook, "-e", f"@{tmp_path / 'vars.json'}"],
+        cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "ANSIBLE_ROLES_PATH": str(REPO_DIR / "ansible/roles"), "ANSIBLE_LOCALHOST_WARNING": "false",
+             "ANSIBLE_NOCOLOR": "1"},
+    )
+    return result
