@@ -85,15 +85,15 @@ def test_the_site_users_code_runs_through_the_one_run_as_prefix():
 
 
 def test_files_outside_roots_folders_are_written_as_the_site_user():
-    """A file, template or copy task whose path is not in /etc (root's: logrotate, systemd) switches to the site
-    user, or to root only where tasks/validate.yml found the whole way to the path root's."""
+    """A file, template or copy task whose path is not root's (/etc: logrotate, systemd; systemd's timer stamps)
+    switches to the site user, or to root only where tasks/validate.yml found the whole way to the path root's."""
     writes = [(name, task) for name, task in role_tasks()
               for module in ("ansible.builtin.file", "ansible.builtin.template", "ansible.builtin.copy")
               if module in task]
     assert len(writes) >= 10, writes
     roots = [(name, task["name"]) for name, task in writes
-             if re.search(r"/etc/|logrotate_path", str(task.get("ansible.builtin.template", task.get(
-                 "ansible.builtin.file", task.get("ansible.builtin.copy")))))]
+             if re.search(r"/etc/|logrotate_path|systemd_stamp_dir", str(task.get("ansible.builtin.template", task.get(
+                 "ansible.builtin.file", task.get("ansible.builtin.copy")))) + str(task.get("loop", "")))]
     assert roots, "the logrotate entry is root's"
     switching = re.compile(r"^\{\{ nightly_logout_as_user\.(\w+) or omit \}\}$")
     wrong = [(name, task["name"], task.get("become"), task.get("become_user")) for name, task in writes
