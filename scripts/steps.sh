@@ -44,37 +44,6 @@ record_step() {
   LAST_STEP_STATUS=${status}
 }
 
-# A step that runs while the next ones do: start_background_step DIR NAME COMMAND... runs it like
-# run_step with its output in DIR/NAME.log; finish_background_step DIR NAME waits for it, prints
-# that output and records the outcome with the step's own duration.
-start_background_step() {
-  local dir=$1 name=$2
-  shift 2
-  mkdir -p "${dir}"
-  rm -f "${dir}/${name}.status"
-  printf '\n==> %s: started in the background (output: %s)\n' "${name}" "${dir}/${name}.log"
-  (
-    started=${SECONDS}
-    set +e
-    (
-      set -e
-      "$@"
-    ) >"${dir}/${name}.log" 2>&1
-    echo "$? $((SECONDS - started))" >"${dir}/${name}.status"
-  ) &
-}
-
-finish_background_step() {
-  local dir=$1 name=$2 status took
-  while [[ ! -s ${dir}/${name}.status ]]; do
-    sleep 2
-  done
-  read -r status took <"${dir}/${name}.status"
-  printf '\n==> %s (ran in the background)\n' "${name}"
-  cat "${dir}/${name}.log"
-  record_step "${name}" "${status}" "${took}"
-}
-
 # Run a step and stop the whole script if it fails, naming the step.
 require_step() {
   local name=$1

@@ -304,6 +304,10 @@ def mailbox_user():
     subprocess.run(["useradd", "--create-home", "--shell", "/usr/sbin/nologin", name], check=True)
     mailbox = Path("/var/mail") / name
     yield name, mailbox
+    # Exim may still be delivering as the user (seen under load): userdel refuses while it runs (exit 8).
+    deadline = time.monotonic() + 60
+    while subprocess.run(["pgrep", "-u", name], capture_output=True).returncode == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
     subprocess.run(["userdel", "--remove", name], check=True, capture_output=True)
     mailbox.unlink(missing_ok=True)
 
