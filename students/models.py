@@ -141,3 +141,31 @@ class RunLease(models.Model):
 
     def __str__(self):
         return f"{self.name} held by {self.holder} until {self.expires_at:%Y-%m-%d %H:%M:%S}"
+
+
+class SessionOwner(models.Model):
+    """Whose session is it: one row per session stored on the server (db, cached_db, cache, file),
+    written by the server at login (students.session_index), moved when Django gives the session a
+    new key, removed at logout and by the purge that deletes the session. Signed-cookie sessions
+    have none (nothing is stored on the server; the cutoff ends them).
+
+    A row only says where to look: it never keeps a session alive. A session the rules would delete
+    is deleted whatever its row says (a forged or stale row keeps nothing), and a session with no row
+    (from before the index, or from a login that bypassed it) is decoded as before.
+    """
+
+    session_key = models.CharField(max_length=40, primary_key=True)
+    user_id = models.CharField(max_length=255, db_index=True, help_text="str(pk), as Django stores it in the session")
+    zone = models.CharField(max_length=64, blank=True,
+                            help_text="The session's zone stamp at login (selection.ZONE_KEY); blank: the schedule's")
+    logged_in_at = models.DateTimeField(db_index=True)
+    user_agent = models.CharField(max_length=300, blank=True, help_text="As the browser sent it at login, cut to 300")
+    ip_address = models.GenericIPAddressField(null=True, blank=True,
+                                              help_text="Only when the LOGOUT_SESSIONS_STORE_IP setting asks for it")
+
+    class Meta:
+        # The per-user time zone run finds a zone's sessions by their stamp.
+        indexes = [models.Index(fields=["zone"], name="sessionowner_zone")]
+
+    def __str__(self):
+        return f"{self.user_id} since {self.logged_in_at:%Y-%m-%d %H:%M:%S}"
