@@ -55,7 +55,10 @@ check_shellcheck() {
 
 check_pytest() {
   local status=0
-  "${VENV_DIR}/bin/python" -m pytest || status=$?
+  # Two workers (the machine's two cores): most tests wait on servers, browsers and subprocesses, not
+  # the CPU. --dist loadfile keeps a file's tests on one worker: an e2e file's screenshot folder is
+  # emptied by its first test, and OS users and server ports are random, so workers never collide.
+  "${VENV_DIR}/bin/python" -m pytest -n 2 --dist loadfile || status=$?
   # Exit status 5 (no test collected) fails this step like any other.
   if ((status == 5)); then
     echo "pytest collected no test: a suite that runs nothing is a failure" >&2
