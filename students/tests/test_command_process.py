@@ -2,6 +2,7 @@
 
 Each test gets its own database: a SQLite file, or (when the suite runs on PostgreSQL) a fresh
 database on the same server, so the lock is the real advisory lock between real processes."""
+import json
 import os
 import secrets
 import shutil
@@ -89,6 +90,35 @@ def test_success_prints_the_contract_lines_and_exits_0(env):
         "Also cleaned up 1 expired session(s)",
     ]
     assert result.stderr == ""
+
+
+def test_the_summary_file_holds_a_successs_counts_as_json(env, tmp_path):
+    summary = tmp_path / "summary.json"
+    checked(manage(env, "logout_all_users", "--summary-file", str(summary)))
+    written = json.loads(summary.read_text())
+    assert (written["outcome"], written["exit_status"], written["error"]) == ("success", 0, None)
+    assert (written["deleted_active"], written["deleted_expired"], written["kept_sessions"]) == (2, 1, 0)
+    assert [path.name for path in tmp_path.iterdir()] == ["summary.json"]  # no temporary file left
+
+
+def test_the_summary_file_replaces_the_last_one_with_a_failures_outcome(env, tmp_path):
+    summary = tmp_path / "summary.json"
+    summary.write_text('{"outcome": "success", "deleted_active": 5}')
+    result = manage(env, "logout_all_users", "--exclude-user", "ghost", "--summary-file", str(summary))
+    assert result.returncode == 1
+    written = json.loads(summary.read_text())
+    assert (written["outcome"], written["exit_status"]) == ("failed", 1)
+    assert written["error"] == "unknown username(s) for --exclude-user: ghost"
+    assert (written["deleted_active"], written["deleted_expired"]) == (0, 0)
+
+
+def test_a_summary_file_in_a_missing_folder_is_bad_usage_and_changes_nothing(env, tmp_path):
+    summary = tmp_path / "not-there" / "summary.json"
+    result = manage(env, "logout_all_users", "--summary-file", str(summary))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"CommandError: --summary-file {summary}: the folder {summary.parent} does not exist or is not writable"]
+    assert "Live sessions: 2 (1 authenticated, 1 anonymous)" in checked(manage(env, "logout_all_users", "--dry-run")).stdout
 
 
 def test_dry_run_exits_0_and_a_second_look_sees_the_same(env):
