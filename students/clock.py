@@ -172,7 +172,7 @@ def _as_cache_value(row):
 
 
 def _load_value():
-    value = _as_cache_value(LogoutSchedule.objects.filter(pk=1).first())
+    value = _as_cache_value(LogoutSchedule.objects.current().first())
     cache.set(CACHE_KEY, value, cutoff.CACHE_SECONDS)
     return value
 
@@ -367,12 +367,13 @@ def record_schedule(main, also=(), *, zone_name, scheduler="cron", keep_staff=Fa
                   keep_staff=keep_staff, excluded_usernames=list(keep.usernames), kept_user_ids=keep.kept_ids,
                   warn_minutes=warn_minutes, keep_remembered=keep_remembered, per_user_zones=per_user_zones)
     with transaction.atomic():
-        row = LogoutSchedule.objects.select_for_update().filter(pk=1).first()
+        row = LogoutSchedule.objects.select_for_update().current().first()
         if row is not None and all(getattr(row, name) == value for name, value in wanted.items()):
             return False, _schedule_from(_as_cache_value(row))
         now = timezone.now()
         previous = _previous(_schedule_from(_as_cache_value(row)) if row else None, now)
-        new = LogoutSchedule(pk=1, recorded_at=now, previous_cutoffs=[_cutoff_to(c) for c in previous],
+        new = LogoutSchedule(pk=LogoutSchedule.ROW_PK, recorded_at=now,
+                             previous_cutoffs=[_cutoff_to(c) for c in previous],
                              last_cleanup_at=row.last_cleanup_at if row else None, **wanted)
         if not check:
             new.save()
@@ -384,7 +385,7 @@ def record_schedule(main, also=(), *, zone_name, scheduler="cron", keep_staff=Fa
 def clear_schedule(*, check=False):
     """Remove the schedule; the cutoffs in force stay. Returns changed."""
     with transaction.atomic():
-        row = LogoutSchedule.objects.select_for_update().filter(pk=1).first()
+        row = LogoutSchedule.objects.select_for_update().current().first()
         if row is None or not row.times:
             return False
         if check:
@@ -404,7 +405,7 @@ def _publish(row):
 
 def stored_schedule():
     """The recorded Schedule read from the database itself, not the cache (for commands), or None."""
-    state = _schedule_from(_as_cache_value(LogoutSchedule.objects.filter(pk=1).first()))
+    state = _schedule_from(_as_cache_value(LogoutSchedule.objects.current().first()))
     return state if state is not None and state.times else None
 
 
@@ -431,8 +432,7 @@ def due_instant(now):
         coming = schedule.next_instant(now)
         raise NotDue(f"Not due: no scheduled time has passed since the schedule was recorded at "
                      f"{_local(schedule.recorded_at, schedule.zone)}; the first is {_local(coming, schedule.zone)}")
-    done = (LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS, stands_for__gte=latest, zones__isnull=True)
-            .order_by("-started_at").first())
+    done = LogoutRun.objects.successful().site_wide().filter(stands_for__gte=latest).first()
     if done is not None:
         raise NotDue(f"Already logged out for {_local(latest, schedule.zone)} ({schedule.timezone}) by host "
                      f"{done.host} at {_local(done.started_at, schedule.zone)}")

@@ -18,7 +18,6 @@ older than any cutoff (selection.logged_in_before).
 from dataclasses import dataclass
 
 from django.core.cache import cache
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from students.models import LogoutRun
@@ -85,8 +84,7 @@ def latest_cutoff():
 def latest_run():
     """The successful run whose cutoff is the latest (a late scheduled run stands for an earlier
     instant than its start, so the newest run is not always the latest cutoff)."""
-    return (LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS, zones__isnull=True)  # not per-zone runs
-            .order_by(Coalesce("stands_for", "started_at").desc(), "-started_at").first())
+    return LogoutRun.objects.successful().site_wide().latest_cutoff_first().first()
 
 
 def load_value():

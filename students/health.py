@@ -120,18 +120,17 @@ def _iso(value):
 
 def last_success():
     """When the newest successful logout run started (one indexed query), or None."""
-    return (LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS)
-            .order_by("-started_at").values_list("started_at", flat=True).first())
+    return LogoutRun.objects.successful().order_by("-started_at").values_list("started_at", flat=True).first()
 
 
 def last_firing():
     """When a scheduled firing last asked whether a run was due (one query), or None."""
-    return LogoutSchedule.objects.filter(pk=1).values_list("last_fired_at", flat=True).first()
+    return LogoutSchedule.objects.current().values_list("last_fired_at", flat=True).first()
 
 
 def record_firing(at):
     """A scheduled firing happened at `at` (called by `logout_all_users --scheduled --check-due`)."""
-    LogoutSchedule.objects.filter(pk=1).update(last_fired_at=at)
+    LogoutSchedule.objects.current().update(last_fired_at=at)
 
 
 def logout_health(at=None):

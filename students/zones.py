@@ -134,7 +134,7 @@ def due_zones(schedule, now):
     """The zones whose latest scheduled time has passed since the schedule was recorded and no
     successful run stands for yet, grouped by that time. Raises NotDue when there are none. Read
     from the database: call it under the cluster lock."""
-    recent = LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS, started_at__gte=now - timedelta(days=3))
+    recent = LogoutRun.objects.successful().filter(started_at__gte=now - timedelta(days=3))
     covered_by_all = max((run.cutoff_at for run in recent if run.zones is None), default=None)
     covered = {}
     for run in recent.exclude(zones__isnull=True):

@@ -236,7 +236,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc))
 
         def guard():
-            last = LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS).order_by("-started_at").first()
+            last = LogoutRun.objects.successful().order_by("-started_at").first()
             verdict = decide(timezone.now(), due_time, zone, last and LastRun(last.started_at, last.host))
             if not verdict.due:
                 raise NotDue(verdict.message)
