@@ -21,15 +21,11 @@ LogoutSchedule.per_user_zones), never by a setting of its own.
   (students.middleware activates it).
 """
 from dataclasses import dataclass, replace
-from datetime import UTC, timedelta
+from datetime import timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, available_timezones
 
-from django import forms
-from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.shortcuts import redirect, render
-from django.utils import timezone
 
 from students.models import LogoutRun, UserTimeZone
 from students.schedule import NotDue
@@ -173,44 +169,3 @@ def restricted(keep, instant, names, schedule):
     if schedule.timezone in wanted:
         return replace(keep, user_ids=keep.user_ids | others)
     return replace(keep, only_user_ids=frozenset(chosen), keep_anonymous=True)
-
-
-# --- login and the time-zone page -----------------------------------------------------------------
-
-def stamp_at_login(sender, request, user, **kwargs):
-    """user_logged_in receiver: stamp the session with the user's zone (one query per login)."""
-    from students import clock  # students.clock imports this module
-
-    if request is not None and hasattr(request, "session"):
-        stamp(request.session, user, timezone.now(), clock.recorded_schedule())
-
-
-class TimeZoneForm(forms.Form):
-    zone = forms.ChoiceField(label="Time zone", required=False)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["zone"].choices = [("", "The site's time zone")] + [(name, name) for name in sorted(iana_names())]
-
-
-@login_required
-def time_zone_page(request):
-    """GET: the user's zone and any pending change; POST: change it (as change() says), then GET."""
-    from students import clock  # students.clock imports this module
-
-    now = timezone.now()
-    schedule = clock.recorded_schedule()
-    site_zone = schedule.timezone if schedule else ""
-    row = UserTimeZone.objects.filter(user=request.user).first()
-    form = TimeZoneForm(request.POST or None, initial={"zone": row.zone_at(now) if row else ""})
-    if request.method == "POST" and form.is_valid():
-        change(request.user, form.cleaned_data["zone"], now, schedule)
-        return redirect("time_zone")
-    current = (row.zone_at(now) if row else "") or site_zone
-    pending = row is not None and row.next_zone_from is not None and row.next_zone_from > now
-    return render(request, "students/time_zone.html", {
-        "form": form, "current": current,
-        "pending_zone": (row.next_zone or site_zone) if pending else None,
-        # In the zone in effect: the user's logout time there.
-        "pending_from": row.next_zone_from.astimezone(zone_info(current) or UTC) if pending else None,
-    })
