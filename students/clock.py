@@ -39,7 +39,8 @@ from django.utils import timezone
 from students import cutoff, zones
 from students.cutoff import Cutoff
 from students.models import LogoutRun, LogoutSchedule
-from students.schedule import NotDue, ScheduleError, parse_due_at, parse_zone, target_instant
+from students.schedule import (NotDue, ScheduleError, local_time, parse_due_at, parse_zone, target_instant,
+                               zone_info)
 from students.selection import ZONE_KEY, resolve_keep_rule
 
 SCHEDULERS = tuple(LogoutSchedule.Scheduler.values)
@@ -137,7 +138,7 @@ class Schedule:
         its login (students.zones.stamp), else, or when it has none, the schedule's."""
         if session is not None:
             name = session.get(ZONE_KEY) or ""
-            zone = zones.zone_info(name) if name else None
+            zone = zone_info(name) if name else None
             if zone is not None:
                 return name, zone
         return self.timezone, self.zone
@@ -349,7 +350,7 @@ def _previous(state, now):
 def zone_cutoffs(schedule, now):
     """Per-user mode: each zone in use's own clock cutoff, tagged with its zone (the sessions it ends)."""
     return [replace(c, zone=name) for name in zones.zones_in_use(schedule)
-            for c in [schedule.own_cutoff(now, zones.zone_info(name))] if c is not None]
+            for c in [schedule.own_cutoff(now, zone_info(name))] if c is not None]
 
 
 def record_schedule(main, also=(), *, zone_name, scheduler="cron", keep_staff=False, exclude_users=(),
@@ -431,14 +432,9 @@ def due_instant(now):
     if latest is None or latest <= schedule.recorded_at:
         coming = schedule.next_instant(now)
         raise NotDue(f"Not due: no scheduled time has passed since the schedule was recorded at "
-                     f"{_local(schedule.recorded_at, schedule.zone)}; the first is {_local(coming, schedule.zone)}")
+                     f"{local_time(schedule.recorded_at, schedule.zone)}; the first is {local_time(coming, schedule.zone)}")
     done = LogoutRun.objects.successful().site_wide().filter(stands_for__gte=latest).first()
     if done is not None:
-        raise NotDue(f"Already logged out for {_local(latest, schedule.zone)} ({schedule.timezone}) by host "
-                     f"{done.host} at {_local(done.started_at, schedule.zone)}")
+        raise NotDue(f"Already logged out for {local_time(latest, schedule.zone)} ({schedule.timezone}) by host "
+                     f"{done.host} at {local_time(done.started_at, schedule.zone)}")
     return latest
-
-
-def _local(instant, zone):
-    local = instant.astimezone(zone)
-    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"

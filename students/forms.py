@@ -1,7 +1,7 @@
 """The app's forms (the login form with "Keep me signed in" lives with its view in students.remember)."""
 from django import forms
 
-from students.zones import iana_names
+from students.schedule import iana_names
 
 
 class TimeZoneForm(forms.Form):

@@ -20,7 +20,8 @@ import re
 import sys
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from functools import lru_cache
+from zoneinfo import ZoneInfo, available_timezones
 
 _HH_MM = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
 
@@ -40,12 +41,44 @@ def parse_due_at(text):
     return time(int(match[1]), int(match[2]))
 
 
+# --- time zones: the one rule for "is this a zone", shared by the schedule and each user's zone ----
+
+@lru_cache(maxsize=1)
+def iana_names():
+    """The IANA zone names this host's tzdata (or the tzdata package) knows: the only zones accepted
+    anywhere. ZoneInfo alone would also take file paths under the zoneinfo folder
+    ("posix/Europe/Dublin", "right/UTC"), which are not zone names."""
+    return frozenset(available_timezones())
+
+
+class ZoneError(ScheduleError):
+    """A time zone that is not on the IANA list; the message names it."""
+
+
+def check_zone(name):
+    if name not in iana_names():
+        raise ZoneError(f"{name!r} is not a known IANA time zone (e.g. Europe/Dublin)")
+    return name
+
+
+@lru_cache(maxsize=1024)
+def zone_info(name):
+    """ZoneInfo for a stored or stamped name, or None ("" or anything not on the IANA list)."""
+    return ZoneInfo(name) if name in iana_names() else None
+
+
 def parse_zone(name):
+    """ZoneInfo for a --timezone value on the IANA list; else ScheduleError naming it."""
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        # ValueError: a path-like name ("../x"); OSError: a folder such as "Europe".
-        raise ScheduleError(f"--timezone {name!r} is not a known IANA time zone (e.g. Europe/Dublin)") from None
+        return ZoneInfo(check_zone(name))
+    except ZoneError as exc:
+        raise ScheduleError(f"--timezone {exc}") from None
+
+
+def local_time(instant, zone):
+    """How every message shows an instant: its local date, time and zone abbreviation in `zone`."""
+    local = instant.astimezone(zone)
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
 
 
 def target_instant(day, due_at, zone):
@@ -90,17 +123,12 @@ def decide(now, due_at, zone, last_success=None):
     target = target_instant(local_now.date(), due_at, zone)
     zone_name = str(zone)
     if now < target:
-        return Verdict(False, f"Not due: it is {_clock(now, zone)} in {zone_name}; today's logout is due at "
-                              f"{_clock(target, zone)}", target)
+        return Verdict(False, f"Not due: it is {local_time(now, zone)} in {zone_name}; today's logout is due at "
+                              f"{local_time(target, zone)}", target)
     if last_success is not None and last_success.started_at >= target:
-        return Verdict(False, f"Already logged out today at {_clock(last_success.started_at, zone)} "
+        return Verdict(False, f"Already logged out today at {local_time(last_success.started_at, zone)} "
                               f"({zone_name}) by host {last_success.host}", target)
-    return Verdict(True, f"Due: today's logout was due at {_clock(target, zone)} in {zone_name}", target)
-
-
-def _clock(instant, zone):
-    local = instant.astimezone(zone)
-    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+    return Verdict(True, f"Due: today's logout was due at {local_time(target, zone)} in {zone_name}", target)
 
 
 def firing_times(due_at, zone, clock_zone, first_day, days):

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_safe
 from students import clock, health, zones
 from students.forms import TimeZoneForm
 from students.models import UserTimeZone
+from students.schedule import zone_info
 
 logger = logging.getLogger(__name__)
 
@@ -56,5 +57,5 @@ def time_zone_page(request):
         "form": form, "current": current,
         "pending_zone": (row.next_zone or site_zone) if pending else None,
         # In the zone in effect: the user's logout time there.
-        "pending_from": row.next_zone_from.astimezone(zones.zone_info(current) or UTC) if pending else None,
+        "pending_from": row.next_zone_from.astimezone(zone_info(current) or UTC) if pending else None,
     })

@@ -22,36 +22,12 @@ LogoutSchedule.per_user_zones), never by a setting of its own.
 """
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from functools import lru_cache
-from zoneinfo import ZoneInfo, available_timezones
 
 from django.db import transaction
 
 from students.models import LogoutRun, UserTimeZone
-from students.schedule import NotDue
+from students.schedule import NotDue, check_zone, local_time, zone_info
 from students.selection import ZONE_KEY
-
-
-@lru_cache(maxsize=1)
-def iana_names():
-    """The IANA zone names this host's tzdata (or the tzdata package) knows."""
-    return frozenset(available_timezones())
-
-
-class ZoneError(ValueError):
-    """A time zone that is not on the IANA list; the message names it."""
-
-
-def check_zone(name):
-    if name not in iana_names():
-        raise ZoneError(f"{name!r} is not a known IANA time zone (e.g. Europe/Dublin)")
-    return name
-
-
-@lru_cache(maxsize=1024)
-def zone_info(name):
-    """ZoneInfo for a stored or stamped name, or None ("" or anything not on the IANA list)."""
-    return ZoneInfo(name) if name in iana_names() else None
 
 
 # --- the user's zone ------------------------------------------------------------------------------
@@ -71,7 +47,7 @@ def stamp(session, user, now, schedule):
 def change(user, name, now, schedule):
     """Set the user's zone to `name` (IANA, checked; "" back to the schedule's). Returns when it takes
     effect: `now` with no schedule, else the next scheduled time in the zone in effect, so the
-    sessions running now still end at their own zone's time. Raises ZoneError."""
+    sessions running now still end at their own zone's time. Raises schedule.ZoneError."""
     if name:
         check_zone(name)
     with transaction.atomic():
@@ -148,9 +124,8 @@ def due_zones(schedule, now):
         groups.setdefault(latest, []).append(name)
     if not groups:
         at, name = min(coming)
-        local = at.astimezone(zone_info(name))
         raise NotDue(f"Not due: every zone's latest logout time has a run; the next is "
-                     f"{local:%Y-%m-%d %H:%M} {local.tzname()} ({name})")
+                     f"{local_time(at, zone_info(name))} ({name})")
     return DueZones(groups=tuple((instant, tuple(names)) for instant, names in sorted(groups.items())))
 
 
