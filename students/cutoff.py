@@ -36,7 +36,7 @@ class Cutoff:
     keep_staff: bool = False
     keep_remembered: bool = False
     # Only for sessions logged out by this zone (a per-user time zone schedule's cutoff, kept when the
-    # schedule was changed: students.clock.applying); "": every session.
+    # schedule was changed: students.clock.zone_cutoffs); "": every session.
     zone: str = ""
 
     def ends(self, session, user):
@@ -60,16 +60,6 @@ def from_cache_value(value):
         return None
     return Cutoff(at=value["at"], kept_user_ids=frozenset(value["kept"]), keep_staff=value["keep_staff"],
                   keep_remembered=value.get("keep_remembered", False))  # cached before migration 0004: none
-
-
-def latest_cutoff():
-    """The cutoff in force, or None before the first successful run.
-
-    Cost per call: one cache read. Every CACHE_SECONDS per process (or after a cache flush)
-    a miss adds one indexed query for the newest successful LogoutRun.
-    """
-    value = cache.get(CACHE_KEY)
-    return from_cache_value(value if value is not None else load_value())
 
 
 def latest_run():

@@ -9,7 +9,7 @@ from students import cleanup, clock, zones
 from students.selection import LOGIN_TIME_KEY
 
 
-@receiver(user_logged_in, dispatch_uid="students.remember_login_time")
+@receiver(user_logged_in, dispatch_uid="students.signals.remember_login_time")
 def remember_login_time(sender, request, user, **kwargs):
     """Stamp the session's login time, which the middleware compares to each cutoff (students.cutoff)."""
     if request is not None and hasattr(request, "session"):
@@ -18,7 +18,7 @@ def remember_login_time(sender, request, user, **kwargs):
         request.session[LOGIN_TIME_KEY] = timezone.now().timestamp()
 
 
-@receiver(user_logged_in, dispatch_uid="students.zones.stamp_at_login")
+@receiver(user_logged_in, dispatch_uid="students.signals.stamp_at_login")
 def stamp_at_login(sender, request, user, **kwargs):
     """Stamp the session with the user's zone, which logs it out in per-user mode (students.zones;
     one query per login)."""
@@ -26,7 +26,7 @@ def stamp_at_login(sender, request, user, **kwargs):
         zones.stamp(request.session, user, timezone.now(), clock.recorded_schedule())
 
 
-@receiver(request_finished, dispatch_uid="students.cleanup")
+@receiver(request_finished, dispatch_uid="students.signals.cleanup_after_response")
 def cleanup_after_response(sender=None, **kwargs):
     """With no scheduler, the site's own storage cleanup, after the response (students.cleanup)."""
     cleanup.run_if_due(sender, **kwargs)
