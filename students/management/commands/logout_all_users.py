@@ -13,10 +13,9 @@ from students import clock, health
 from students.engines import UnsupportedEngine
 from students.lock import LockHeld, LockLost
 from students.logout import logout_all_users
-from students.models import LogoutRun
 from students.purge import DEFAULT_BATCH_SIZE
 from students.purge.files import not_owned_report
-from students.schedule import LastRun, NotDue, ScheduleError, decide, parse_due_at, parse_zone
+from students.schedule import NotDue
 from students.selection import UnknownUsers
 
 EXIT_LOCK_HELD = 75  # EX_TEMPFAIL: another host is doing the job right now
@@ -90,11 +89,6 @@ class Command(BaseCommand):
                             help="Print the run summary as one JSON object (for monitoring) instead of text.")
         parser.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE, metavar="N",
                             help=f"Sessions per batch and per transaction (default {DEFAULT_BATCH_SIZE}).")
-        parser.add_argument("--due-at", metavar="HH:MM",
-                            help="For schedulers: run only if the local time in --timezone is at or after HH:MM "
-                                 "and no successful run happened since today's HH:MM there (once per local day, "
-                                 "across daylight-saving changes); otherwise print why and exit 3.")
-        parser.add_argument("--timezone", metavar="ZONE", help="IANA time zone of --due-at, e.g. Europe/Dublin.")
         parser.add_argument("--check-due", action="store_true",
                             help="With --scheduled: only say whether a scheduled run is due now (exit 0, printing "
                                  "what it would stand for) or not (exit 3, printing why), deleting nothing. The "
@@ -144,15 +138,9 @@ class Command(BaseCommand):
             self._outcome.update(outcome)
 
     def _handle(self, options):
-        if options["scheduled"] and (options["due_at"] or options["timezone"]):
-            raise CommandError("--scheduled reads the recorded schedule: give it without --due-at/--timezone",
-                               returncode=2)
         if options["check_due"]:
             return self._check_due(options)
-        if options["scheduled"]:
-            guard = self._scheduled_guard
-        else:
-            guard = self._due_guard(options["due_at"], options["timezone"])
+        guard = self._scheduled_guard if options["scheduled"] else None  # None: a manual run, now
         try:
             summary = logout_all_users(
                 dry_run=options["dry_run"], exclude_usernames=options["exclude_user"],
@@ -222,26 +210,6 @@ class Command(BaseCommand):
     def _scheduled_guard():
         """The instant this run stands for (students.clock.due_instant), read under the cluster lock."""
         return clock.due_instant(timezone.now())
-
-    @staticmethod
-    def _due_guard(due_at, zone_name):
-        """None for a manual run; else a check (students.schedule) the run makes under the cluster lock."""
-        if due_at is None and zone_name is None:
-            return None
-        if due_at is None or zone_name is None:
-            raise CommandError("--due-at and --timezone go together: give both or neither")
-        try:
-            due_time, zone = parse_due_at(due_at), parse_zone(zone_name)
-        except ScheduleError as exc:
-            raise CommandError(str(exc))
-
-        def guard():
-            last = LogoutRun.objects.successful().order_by("-started_at").first()
-            verdict = decide(timezone.now(), due_time, zone, last and LastRun(last.started_at, last.host))
-            if not verdict.due:
-                raise NotDue(verdict.message)
-
-        return guard
 
     def _report_dry_run(self, summary, verbosity):
         c = summary.counts
