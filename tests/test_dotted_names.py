@@ -12,7 +12,6 @@ import re
 import tokenize
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOTTED = re.compile(r"(?<![\w./-])students(?:\.[A-Za-z_]\w*)+")
@@ -39,8 +38,9 @@ def python_prose(text):
 
 
 def sources():
-    for path in sorted((ROOT / "students").rglob("*.py")) + sorted((ROOT / "lcstats").glob("*.py")) + \
-            sorted((ROOT / "tests").rglob("*.py")) + sorted(ROOT.glob("*.py")) + sorted((ROOT / "benchmarks").glob("*.py")):
+    code = [*(ROOT / "students").rglob("*.py"), *(ROOT / "lcstats").glob("*.py"), *(ROOT / "tests").rglob("*.py"),
+            *ROOT.glob("*.py"), *(ROOT / "benchmarks").glob("*.py")]
+    for path in sorted(code):
         if "migrations" not in path.parts:
             yield path, list(python_prose(path.read_text()))
     docs = [*ROOT.glob("*.md"), *(ROOT / "docs").rglob("*.md"), *(ROOT / "ansible").rglob("*.md"),

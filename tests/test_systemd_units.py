@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from students.schedule import parse_due_at, target_instant
-from students.tests.test_schedule import simulate
+from students.tests.helpers import simulate
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 VENV_DIR = REPO_DIR / ".venv"

@@ -13,7 +13,7 @@ from django.test import Client
 from students.clock import DAY, read_state
 from students.models import LogoutRun
 from students.schedule import target_instant
-from students.tests.conftest import D, command, is_signed_in, login, stored, use_engine_param
+from students.tests.helpers import D, command, is_signed_in, login, stored, use_engine_param
 
 pytestmark = pytest.mark.django_db
 

@@ -9,25 +9,11 @@ import shutil
 import socket
 import subprocess
 import sys
-from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
-REPO_DIR = Path(__file__).resolve().parents[2]
-SERVER_URL = os.environ.get("DATABASE_URL", "")
-ON_POSTGRES = urlsplit(SERVER_URL).scheme.startswith("postgres")
-
-
-def manage(env, *args, stdin=None):
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO_DIR, env=env,
-                          capture_output=True, text=True, input=stdin, timeout=120)
-
-
-def checked(result):
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result
-
+from students.tests.helpers import (BASE_ENV, ON_POSTGRES, REPO_DIR, checked, database_url_for, manage,
+                                    postgres_admin)
 
 SEED = (
     "from django.contrib.auth.models import User\n"
@@ -37,23 +23,6 @@ SEED = (
     "s = SessionStore(); s.create()\n"
     "s = SessionStore(); s.set_expiry(-10); s.create()\n"
 )
-BASE_ENV = {"CACHE_URL": "locmem://", "SESSION_ENGINE": "db", "DJANGO_SETTINGS_MODULE": "lcstats.settings",
-            "DJANGO_LOG_LEVEL": "WARNING"}
-
-
-def _postgres_admin(sql):
-    import psycopg
-
-    with psycopg.connect(SERVER_URL, autocommit=True) as admin:
-        admin.execute(sql)
-
-
-def _url_for(name, folder):
-    if ON_POSTGRES:
-        return urlsplit(SERVER_URL)._replace(path=f"/{name}").geturl()
-    return f"sqlite:///{folder / (name + '.sqlite3')}"
-
-
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
     """One migrated, seeded database per module (alice's session, an anonymous one, an expired one);
@@ -61,13 +30,13 @@ def template(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cmd")
     name = f"cmd_template_{secrets.token_hex(4)}"
     if ON_POSTGRES:
-        _postgres_admin(f"CREATE DATABASE {name}")
-    env = {**os.environ, **BASE_ENV, "DATABASE_URL": _url_for(name, folder)}
+        postgres_admin(f"CREATE DATABASE {name}")
+    env = {**os.environ, **BASE_ENV, "DATABASE_URL": database_url_for(name, folder)}
     checked(manage(env, "migrate", "--noinput", "-v", "0"))
     checked(manage(env, "shell", "--no-imports", "-c", SEED))
     yield name, folder
     if ON_POSTGRES:
-        _postgres_admin(f"DROP DATABASE {name} WITH (FORCE)")
+        postgres_admin(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @pytest.fixture
@@ -75,12 +44,12 @@ def env(template):
     template_name, folder = template
     name = f"cmd_{secrets.token_hex(4)}"
     if ON_POSTGRES:
-        _postgres_admin(f"CREATE DATABASE {name} TEMPLATE {template_name}")
+        postgres_admin(f"CREATE DATABASE {name} TEMPLATE {template_name}")
     else:
         shutil.copy(folder / f"{template_name}.sqlite3", folder / f"{name}.sqlite3")
-    yield {**os.environ, **BASE_ENV, "DATABASE_URL": _url_for(name, folder)}
+    yield {**os.environ, **BASE_ENV, "DATABASE_URL": database_url_for(name, folder)}
     if ON_POSTGRES:
-        _postgres_admin(f"DROP DATABASE {name} WITH (FORCE)")
+        postgres_admin(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def test_success_prints_the_contract_lines_and_exits_0(env):

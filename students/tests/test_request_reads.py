@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from students.tests import held_urls
-from students.tests.conftest import PASSWORD, command
+from students.tests.helpers import PASSWORD, command
 
 BANNER = re.compile(r'<div id="logout-warning"[^>]*>\s*(.*?)\s*</div>', re.S)
 

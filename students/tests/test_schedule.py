@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from students.clock import Schedule
 from students.schedule import firing_times, main, parse_due_at, parse_zone, target_instant
+from students.tests.helpers import simulate
 
 DUBLIN, KOLKATA, NEW_YORK, UTC_ZONE = (ZoneInfo(n) for n in ("Europe/Dublin", "Asia/Kolkata",
                                                                 "America/New_York", "UTC"))
@@ -50,20 +50,6 @@ def hourly_utc_firings(minute, days):
     """PythonAnywhere's hourly task at :minute, in UTC."""
     start = datetime.combine(days[0], time(0, minute), tzinfo=UTC)
     return [start + timedelta(hours=h) for h in range(24 * len(days))]
-
-
-def simulate(firings, due_at, zone):
-    """Step the pinned clock through the firings, the schedule recorded just before the first; a
-    firing runs when the latest scheduled instant has passed since the recording and no earlier run
-    stands for it (clock.due_instant's rule, without the database). Return the instants run at."""
-    schedule = Schedule(times=(due_at,), timezone=str(zone), recorded_at=firings[0] - timedelta(seconds=1))
-    runs, stood_for = [], schedule.recorded_at
-    for now in firings:
-        latest = schedule.latest_instant(now)
-        if latest is not None and latest > stood_for:
-            runs.append(now)
-            stood_for = latest
-    return runs
 
 
 def wider(days):
