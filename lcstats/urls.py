@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from students import remember, views, warning, zones
+from students import remember, views, warning
 
 urlpatterns = [
     path("", views.statistics, name="statistics"),
@@ -15,5 +15,5 @@ urlpatterns = [
     # The warning banner's countdown asks here at zero (students.warning).
     path("nightly-logout/status/", warning.status, name="nightly_logout_status"),
     # The user's own time zone, for the per-user logout mode (students.zones).
-    path("accounts/time-zone/", zones.time_zone_page, name="time_zone"),
+    path("accounts/time-zone/", views.time_zone_page, name="time_zone"),
 ]

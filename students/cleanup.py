@@ -96,7 +96,7 @@ def clean_up(now=None, batch=None):
         counts.expired = len(expired)
         doomed = _cut_off_keys(engine, sessions, now, batch - len(expired)) if len(expired) < batch else []
         delete_sessions(engine, expired, doomed, counts)
-    LogoutSchedule.objects.filter(pk=1).update(last_cleanup_at=now)
+    LogoutSchedule.objects.current().update(last_cleanup_at=now)
     logger.info("Site cleanup: deleted %d expired and %d cut-off session(s) (engine %s)",
                 counts.deleted_expired, counts.deleted_active, engine.kind)
     return counts
@@ -165,4 +165,4 @@ def _doomed(data, rule, decoder):
 
 def last_cleanup():
     """When the site last cleaned session storage itself (aware datetime), or None."""
-    return LogoutSchedule.objects.filter(pk=1).values_list("last_cleanup_at", flat=True).first()
+    return LogoutSchedule.objects.current().values_list("last_cleanup_at", flat=True).first()

@@ -15,16 +15,21 @@ The middleware enforces them at each authenticated request whether or not any jo
 Per-user mode (students.zones): the instants are each session's own zone's, the zone stamped in the
 session at login; a cutoff kept from such a schedule applies to its zone's sessions only.
 
-Cost on the request path (cutoffs_in_force): one cache round trip for the run cutoff and the
-schedule together; on a miss (every CACHE_SECONDS per process with locmem) one indexed query each.
-The computed cutoffs are remembered per process (and zone) until the next scheduled instant passes,
-so a request pays a comparison, not a calculation. Anonymous requests never get here.
+Cost on the request path (read_state): one cache round trip for the run cutoff and the schedule
+together; on a miss (every CACHE_SECONDS per process with locmem) one indexed query each. Each stored
+schedule is parsed once per process (parsed_schedule), and its computed cutoffs are remembered on it
+(per zone) until the next scheduled instant passes, so a request pays a comparison, not a calculation.
+Anonymous requests never get here.
 
-The warning banner (students.warning) counts down to the next scheduled instant (next_instant_at,
-remembered with the cutoffs) and reuses the schedule the middleware read (schedule_last_read).
+What a request read lives on the request: the cutoff middleware puts the schedule it enforced there
+(schedule_for), and the warning banner (students.warning), which counts down to the next scheduled
+instant (next_instant_at, remembered with the cutoffs), and the page's zone (display_zone) use that
+read: no second cache round trip, and never the read of another request served at the same time.
 """
+import json
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from django.core.cache import cache
@@ -34,7 +39,8 @@ from django.utils import timezone
 from students import cutoff, zones
 from students.cutoff import Cutoff
 from students.models import LogoutRun, LogoutSchedule
-from students.schedule import NotDue, ScheduleError, parse_due_at, parse_zone, target_instant
+from students.schedule import (NotDue, ScheduleError, local_time, parse_due_at, parse_zone, target_instant,
+                               zone_info)
 from students.selection import ZONE_KEY, resolve_keep_rule
 
 SCHEDULERS = tuple(LogoutSchedule.Scheduler.values)
@@ -60,6 +66,9 @@ class Schedule:
     per_user_zones: bool = False             # each user's own zone (students.zones)
     previous_cutoffs: tuple = ()             # Cutoff, in force when this was recorded
     zone: ZoneInfo = field(default=None, compare=False, repr=False)
+    # The clock cutoffs of each zone, valid from that zone's latest passed instant until its next one
+    # (epoch seconds): {zone name: (start, end, cutoffs)}. Filled by clock_cutoffs/next_instant_at.
+    windows: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
         if self.zone is None and self.timezone:
@@ -129,7 +138,7 @@ class Schedule:
         its login (students.zones.stamp), else, or when it has none, the schedule's."""
         if session is not None:
             name = session.get(ZONE_KEY) or ""
-            zone = zones.zone_info(name) if name else None
+            zone = zone_info(name) if name else None
             if zone is not None:
                 return name, zone
         return self.timezone, self.zone
@@ -164,26 +173,23 @@ def _as_cache_value(row):
 
 
 def _load_value():
-    value = _as_cache_value(LogoutSchedule.objects.filter(pk=1).first())
+    value = _as_cache_value(LogoutSchedule.objects.current().first())
     cache.set(CACHE_KEY, value, cutoff.CACHE_SECONDS)
     return value
 
 
-# Per process: the last cache value turned into a Schedule, so a request compares a small dict
-# instead of rebuilding it. NOT_READ until the first read.
-NOT_READ = object()
-_parsed = (NOT_READ, None)
-
-
 def _schedule_from(value):
-    global _parsed
     row = value["row"]
-    if row is None:
-        _parsed = (None, None)
-        return None
-    if _parsed[0] == row:
-        return _parsed[1]
-    schedule = Schedule(
+    return None if row is None else parsed_schedule(json.dumps(row, sort_keys=True))
+
+
+@lru_cache(maxsize=8)
+def parsed_schedule(row_json):
+    """The Schedule of a stored row (as JSON), parsed once per process: the same row gives the same
+    Schedule, with the cutoffs already computed on it. Keyed by what was stored, so every thread gets
+    the schedule it read."""
+    row = json.loads(row_json)
+    return Schedule(
         times=tuple(parse_due_at(t) for t in row["times"]), timezone=row["timezone"],
         recorded_at=datetime.fromisoformat(row["recorded_at"]).astimezone(UTC), scheduler=row["scheduler"],
         keep_staff=row["keep_staff"], excluded_usernames=tuple(row["excluded_usernames"]),
@@ -193,8 +199,6 @@ def _schedule_from(value):
         keep_remembered=row.get("keep_remembered", False),  # nor before 0004
         per_user_zones=row.get("per_user_zones", False),  # nor before 0005
     )
-    _parsed = (row, schedule)
-    return schedule
 
 
 def _cutoff_from(stored):
@@ -225,34 +229,29 @@ def recorded_schedule():
     return state if state is not None and state.times else None
 
 
-def schedule_last_read():
-    """The recorded Schedule (or None) as this process last read it. The cutoff middleware reads it
-    at every signed-in request before the view runs, so the warning banner reuses that read: no
-    second cache round trip. Before any read in this process: recorded_schedule()."""
-    row, state = _parsed
-    if row is NOT_READ:
+# The request attribute where the cutoff middleware leaves the schedule it read (schedule_for).
+REQUEST_ATTRIBUTE = "logout_schedule"
+
+
+def schedule_for(request):
+    """The recorded Schedule (or None) as the cutoff middleware read it for this request
+    (students.middleware puts it on the request at every signed-in request, before the view runs):
+    the banner and the page's zone agree with the cutoffs it enforced, with no second cache round
+    trip. A request it did not read for (middleware not installed, anonymous): recorded_schedule()."""
+    try:
+        return getattr(request, REQUEST_ATTRIBUTE)
+    except AttributeError:
         return recorded_schedule()
-    return state if state is not None and state.times else None
 
 
-def display_zone(session):
+def display_zone(schedule, session):
     """In per-user mode, the zone pages show this session's times in (its own); else None (the
-    site's). Reuses the schedule the cutoff middleware just read: no query, no cache read."""
-    schedule = schedule_last_read()
+    site's)."""
     return schedule.zone_of(session)[1] if schedule is not None and schedule.per_user_zones else None
 
 
-# Per process: for the last schedule seen, the clock cutoffs of each zone, valid from that zone's
-# latest passed instant until its next one (epoch seconds): {zone name: (start, end, cutoffs)}.
-_windows = (None, {})
-
-
 def _window_at(schedule, now, session=None):
-    global _windows
-    seen, by_zone = _windows
-    if seen is not schedule:
-        by_zone = {}
-        _windows = (schedule, by_zone)
+    by_zone = schedule.windows
     session_zone = schedule.zone_of(session)
     stamp = now.timestamp()
     window = by_zone.get(session_zone[0])
@@ -277,20 +276,42 @@ def next_instant_at(schedule, now, session=None):
     return _window_at(schedule, now, session)[1]
 
 
-def cutoffs_in_force(now, session=None):
-    """Every cutoff the middleware enforces at `now` on `session`: the latest run's and the clock's
-    (its zone's, in per-user mode). With no session: those that end every session (the cleanup).
-    One cache round trip for both; on a miss, one indexed query for the missing one."""
+@dataclass(frozen=True)
+class State:
+    """What one read found: the latest run's cutoff and the stored schedule (read_state)."""
+
+    run: Cutoff | None
+    stored: Schedule | None  # its times may be empty: cleared, its previous cutoffs still hold
+
+    @property
+    def schedule(self):
+        """The recorded Schedule, or None (as recorded_schedule())."""
+        return self.stored if self.stored is not None and self.stored.times else None
+
+    def cutoffs(self, now, session=None):
+        """Every cutoff the middleware enforces at `now` on `session`: the latest run's and the
+        clock's (its zone's, in per-user mode). With no session: those that end every session (the
+        cleanup)."""
+        found = (self.run,) if self.run is not None else ()
+        if self.stored is None:
+            return found
+        if session is None:
+            return found + self.stored.for_everyone(now)
+        return found + clock_cutoffs(self.stored, now, session)
+
+
+def read_state():
+    """The run cutoff and the schedule in one cache round trip; on a miss, one indexed query for the
+    missing one."""
     values = cache.get_many([cutoff.CACHE_KEY, CACHE_KEY])
     run_value = values.get(cutoff.CACHE_KEY)
     run = cutoff.from_cache_value(run_value if run_value is not None else cutoff.load_value())
-    schedule = _state(values.get(CACHE_KEY))
-    found = (run,) if run is not None else ()
-    if schedule is None:
-        return found
-    if session is None:
-        return found + schedule.for_everyone(now)
-    return found + clock_cutoffs(schedule, now, session)
+    return State(run=run, stored=_state(values.get(CACHE_KEY)))
+
+
+def cutoffs_in_force(now, session=None):
+    """read_state().cutoffs(now, session): every cutoff in force at `now` on `session`."""
+    return read_state().cutoffs(now, session)
 
 
 # --- recording it --------------------------------------------------------------------------------
@@ -329,7 +350,7 @@ def _previous(state, now):
 def zone_cutoffs(schedule, now):
     """Per-user mode: each zone in use's own clock cutoff, tagged with its zone (the sessions it ends)."""
     return [replace(c, zone=name) for name in zones.zones_in_use(schedule)
-            for c in [schedule.own_cutoff(now, zones.zone_info(name))] if c is not None]
+            for c in [schedule.own_cutoff(now, zone_info(name))] if c is not None]
 
 
 def record_schedule(main, also=(), *, zone_name, scheduler="cron", keep_staff=False, exclude_users=(),
@@ -347,12 +368,13 @@ def record_schedule(main, also=(), *, zone_name, scheduler="cron", keep_staff=Fa
                   keep_staff=keep_staff, excluded_usernames=list(keep.usernames), kept_user_ids=keep.kept_ids,
                   warn_minutes=warn_minutes, keep_remembered=keep_remembered, per_user_zones=per_user_zones)
     with transaction.atomic():
-        row = LogoutSchedule.objects.select_for_update().filter(pk=1).first()
+        row = LogoutSchedule.objects.select_for_update().current().first()
         if row is not None and all(getattr(row, name) == value for name, value in wanted.items()):
             return False, _schedule_from(_as_cache_value(row))
         now = timezone.now()
         previous = _previous(_schedule_from(_as_cache_value(row)) if row else None, now)
-        new = LogoutSchedule(pk=1, recorded_at=now, previous_cutoffs=[_cutoff_to(c) for c in previous],
+        new = LogoutSchedule(pk=LogoutSchedule.ROW_PK, recorded_at=now,
+                             previous_cutoffs=[_cutoff_to(c) for c in previous],
                              last_cleanup_at=row.last_cleanup_at if row else None, **wanted)
         if not check:
             new.save()
@@ -364,7 +386,7 @@ def record_schedule(main, also=(), *, zone_name, scheduler="cron", keep_staff=Fa
 def clear_schedule(*, check=False):
     """Remove the schedule; the cutoffs in force stay. Returns changed."""
     with transaction.atomic():
-        row = LogoutSchedule.objects.select_for_update().filter(pk=1).first()
+        row = LogoutSchedule.objects.select_for_update().current().first()
         if row is None or not row.times:
             return False
         if check:
@@ -384,7 +406,7 @@ def _publish(row):
 
 def stored_schedule():
     """The recorded Schedule read from the database itself, not the cache (for commands), or None."""
-    state = _schedule_from(_as_cache_value(LogoutSchedule.objects.filter(pk=1).first()))
+    state = _schedule_from(_as_cache_value(LogoutSchedule.objects.current().first()))
     return state if state is not None and state.times else None
 
 
@@ -410,15 +432,9 @@ def due_instant(now):
     if latest is None or latest <= schedule.recorded_at:
         coming = schedule.next_instant(now)
         raise NotDue(f"Not due: no scheduled time has passed since the schedule was recorded at "
-                     f"{_local(schedule.recorded_at, schedule.zone)}; the first is {_local(coming, schedule.zone)}")
-    done = (LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS, stands_for__gte=latest, zones__isnull=True)
-            .order_by("-started_at").first())
+                     f"{local_time(schedule.recorded_at, schedule.zone)}; the first is {local_time(coming, schedule.zone)}")
+    done = LogoutRun.objects.successful().site_wide().filter(stands_for__gte=latest).first()
     if done is not None:
-        raise NotDue(f"Already logged out for {_local(latest, schedule.zone)} ({schedule.timezone}) by host "
-                     f"{done.host} at {_local(done.started_at, schedule.zone)}")
+        raise NotDue(f"Already logged out for {local_time(latest, schedule.zone)} ({schedule.timezone}) by host "
+                     f"{done.host} at {local_time(done.started_at, schedule.zone)}")
     return latest
-
-
-def _local(instant, zone):
-    local = instant.astimezone(zone)
-    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"

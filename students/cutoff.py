@@ -10,19 +10,17 @@ signed_cookies sessions, which the server cannot delete, and it closes the small
 leaves on the other engines. The clock cutoffs of a
 recorded schedule (students.clock) are enforced the same way, even when no run happened.
 
-The login time is written into the session by a user_logged_in receiver. A session with no
-login time (made before this app was installed), or one stamped further ahead of this host's clock
-than selection.FUTURE_LOGIN_TOLERANCE_SECONDS (by a web host whose clock runs fast), counts as
-older than any cutoff (selection.logged_in_before).
+The login time is written into the session at login (students.signals.remember_login_time). A
+session with no login time (made before this app was installed), or one stamped further ahead of
+this host's clock than selection.FUTURE_LOGIN_TOLERANCE_SECONDS (by a web host whose clock runs
+fast), counts as older than any cutoff (selection.logged_in_before).
 """
 from dataclasses import dataclass
 
 from django.core.cache import cache
-from django.db.models.functions import Coalesce
-from django.utils import timezone
 
 from students.models import LogoutRun
-from students.selection import LOGIN_TIME_KEY, REMEMBERED_KEY, logged_in_before
+from students.selection import LOGIN_TIME_KEY, REMEMBERED_KEY, logged_in_before  # noqa: F401  (LOGIN_TIME_KEY: benchmarks read it here)
 
 CACHE_KEY = "students:logout_cutoff"
 # How stale a web process's view of the cutoff may be. With a per-process cache (locmem) a new
@@ -38,7 +36,7 @@ class Cutoff:
     keep_staff: bool = False
     keep_remembered: bool = False
     # Only for sessions logged out by this zone (a per-user time zone schedule's cutoff, kept when the
-    # schedule was changed: students.clock.applying); "": every session.
+    # schedule was changed: students.clock.zone_cutoffs); "": every session.
     zone: str = ""
 
     def ends(self, session, user):
@@ -48,14 +46,6 @@ class Cutoff:
         if self.keep_remembered and session.get(REMEMBERED_KEY) is True:
             return False
         return logged_in_before(session, self.at)
-
-
-def remember_login_time(sender, request, user, **kwargs):
-    """user_logged_in receiver: stamp the session so the middleware can compare it to a cutoff."""
-    if request is not None and hasattr(request, "session"):
-        # Django's clock, the one expire_date is written with: a row's expire_date - cookie age is
-        # then never before its login time (the scheduled purge relies on it).
-        request.session[LOGIN_TIME_KEY] = timezone.now().timestamp()
 
 
 def _as_cache_value(run):
@@ -72,21 +62,10 @@ def from_cache_value(value):
                   keep_remembered=value.get("keep_remembered", False))  # cached before migration 0004: none
 
 
-def latest_cutoff():
-    """The cutoff in force, or None before the first successful run.
-
-    Cost per call: one cache read. Every CACHE_SECONDS per process (or after a cache flush)
-    a miss adds one indexed query for the newest successful LogoutRun.
-    """
-    value = cache.get(CACHE_KEY)
-    return from_cache_value(value if value is not None else load_value())
-
-
 def latest_run():
     """The successful run whose cutoff is the latest (a late scheduled run stands for an earlier
     instant than its start, so the newest run is not always the latest cutoff)."""
-    return (LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS, zones__isnull=True)  # not per-zone runs
-            .order_by(Coalesce("stands_for", "started_at").desc(), "-started_at").first())
+    return LogoutRun.objects.successful().site_wide().latest_cutoff_first().first()
 
 
 def load_value():

@@ -34,6 +34,7 @@ from django.core.cache import cache
 from django.db.models import Min
 from django.utils import timezone
 
+from students import cleanup, clock
 from students.models import LogoutRun, LogoutSchedule
 
 logger = logging.getLogger(__name__)
@@ -120,26 +121,23 @@ def _iso(value):
 
 def last_success():
     """When the newest successful logout run started (one indexed query), or None."""
-    return (LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS)
-            .order_by("-started_at").values_list("started_at", flat=True).first())
+    return LogoutRun.objects.successful().order_by("-started_at").values_list("started_at", flat=True).first()
 
 
 def last_firing():
     """When a scheduled firing last asked whether a run was due (one query), or None."""
-    return LogoutSchedule.objects.filter(pk=1).values_list("last_fired_at", flat=True).first()
+    return LogoutSchedule.objects.current().values_list("last_fired_at", flat=True).first()
 
 
 def record_firing(at):
     """A scheduled firing happened at `at` (called by `logout_all_users --scheduled --check-due`)."""
-    LogoutSchedule.objects.filter(pk=1).update(last_fired_at=at)
+    LogoutSchedule.objects.current().update(last_fired_at=at)
 
 
 def logout_health(at=None):
     """The logout's health at `at` (default: now), read fresh from the database."""
-    from students.clock import recorded_schedule
-
     at = at or timezone.now()
-    schedule = recorded_schedule()
+    schedule = clock.recorded_schedule()
     if schedule is None:
         return Health(UNSCHEDULED, None, last_success(), None, None)
     if schedule.scheduler == "none":
@@ -159,15 +157,13 @@ def logout_health(at=None):
 
 
 def _cleanup_health(schedule, at):
-    from students.cleanup import CHECK_SECONDS, CLEANUP_INTERVAL, last_cleanup
-
-    last = last_cleanup()
+    last = cleanup.last_cleanup()
     since = max(last, schedule.recorded_at) if last else schedule.recorded_at
-    next_due = since + CLEANUP_INTERVAL  # the first moment a signed-in request may start a new turn
+    next_due = since + cleanup.CLEANUP_INTERVAL  # the first moment a signed-in request may start a new turn
     # The earliest sign-in that must have led to a cleanup (one query on the users' table): a web
     # process looks at most once per CHECK_SECONDS, so a sign-in that soon after next_due may not.
     witness = (get_user_model()._default_manager
-               .filter(last_login__gte=next_due + timedelta(seconds=CHECK_SECONDS))
+               .filter(last_login__gte=next_due + timedelta(seconds=cleanup.CHECK_SECONDS))
                .aggregate(first=Min("last_login"))["first"])
     overdue = witness + GRACE if witness and at >= witness + GRACE else None
     return Health(OVERDUE if overdue else OK, schedule.scheduler, last, next_due, overdue)

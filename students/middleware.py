@@ -1,8 +1,7 @@
 from django.contrib.auth import logout
 from django.utils import timezone
 
-from students import cleanup, remember
-from students.clock import cutoffs_in_force, display_zone
+from students import cleanup, clock, remember
 
 
 class LogoutCutoffMiddleware:
@@ -10,10 +9,11 @@ class LogoutCutoffMiddleware:
     run's, or the recorded schedule's clock cutoff (students.clock), each with its own keep rules.
 
     Goes after AuthenticationMiddleware. Cost: nothing for anonymous requests; for an
-    authenticated request one cache round trip (see students.clock.cutoffs_in_force), a
+    authenticated request one cache round trip (see students.clock.read_state), a
     comparison or two and a dict lookup in the already-loaded session (students.cleanup adds a
     comparison with the process clock). In per-user time zone mode it also shows the page in the
-    session's own zone (Django's current time zone), at no further cost.
+    session's own zone (Django's current time zone), at no further cost. It leaves the schedule it
+    read on the request (students.clock.schedule_for) for the warning banner.
     """
 
     def __init__(self, get_response):
@@ -31,10 +31,13 @@ class LogoutCutoffMiddleware:
         user = getattr(request, "user", None)
         zone = None
         if user is not None and user.is_authenticated:
-            if any(c.ends(request.session, user) for c in cutoffs_in_force(timezone.now(), request.session)):
+            state = clock.read_state()
+            setattr(request, clock.REQUEST_ATTRIBUTE, state.schedule)
+            if any(c.ends(request.session, user) for c in state.cutoffs(timezone.now(), request.session)):
                 logout(request)
             else:
-                zone = display_zone(request.session)  # per-user mode: the page speaks the user's time
+                # per-user mode: the page speaks the user's time
+                zone = clock.display_zone(state.schedule, request.session)
             cleanup.note_signed_in_request()  # with no scheduler: a storage cleanup after the response
         if zone is None:
             return self.get_response(request)

@@ -1,5 +1,30 @@
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Coalesce
+
+
+class LogoutRunQuerySet(models.QuerySet):
+    """The runs the logout reads back: `LogoutRun.objects.successful().site_wide()` and the like."""
+
+    def successful(self):
+        return self.filter(outcome=LogoutRun.Outcome.SUCCESS)
+
+    def site_wide(self):
+        """Runs that set a site-wide cutoff: not per-user time zone runs (students.zones), which end
+        only their zones' sessions."""
+        return self.filter(zones__isnull=True)
+
+    def latest_cutoff_first(self):
+        """By cutoff (stands_for, else started_at), latest first: a late scheduled run stands for an
+        earlier instant than its start, so the newest run is not always the latest cutoff."""
+        return self.order_by(Coalesce("stands_for", "started_at").desc(), "-started_at")
+
+
+class LogoutScheduleQuerySet(models.QuerySet):
+    def current(self):
+        """The schedule's one row (LogoutSchedule.ROW_PK), as a queryset: .first(), .update(),
+        .values_list() and select_for_update() all apply."""
+        return self.filter(pk=LogoutSchedule.ROW_PK)
 
 
 class LogoutRun(models.Model):
@@ -37,6 +62,8 @@ class LogoutRun(models.Model):
     outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.RUNNING)
     error = models.TextField(blank=True)
 
+    objects = LogoutRunQuerySet.as_manager()
+
     class Meta:
         ordering = ["-started_at"]
         indexes = [models.Index(fields=["outcome", "-started_at"], name="logoutrun_outcome_started")]
@@ -57,6 +84,8 @@ class LogoutSchedule(models.Model):
     forgives one: [{"at": ISO, "keep_staff": bool, "keep_remembered": bool, "kept_user_ids": [str, ...]}, ...].
     Empty ``times``: no schedule (cleared); the previous cutoffs still hold.
     """
+
+    ROW_PK = 1  # the one row (LogoutSchedule.objects.current())
 
     class Scheduler(models.TextChoices):
         CRON = "cron", "cron"
@@ -83,6 +112,8 @@ class LogoutSchedule(models.Model):
     keep_remembered = models.BooleanField(default=False)
     # Each user is logged out at these local times in their own zone (UserTimeZone; students.zones).
     per_user_zones = models.BooleanField(default=False)
+
+    objects = LogoutScheduleQuerySet.as_manager()
 
     def __str__(self):
         return f"{', '.join(self.times) or 'no schedule'} {self.timezone} ({self.scheduler})"

@@ -1,36 +1,40 @@
-"""When a scheduled logout is due: the local-time guard that cron, systemd and PythonAnywhere share.
+"""Local times in a time zone, as schedulers and the site see them: pure, standard library only.
 
 Schedulers fire at times of the host's clock (PythonAnywhere: UTC). A site's "02:00" is a local
 time in its own zone, which moves against the host clock twice a year and may not exist (spring
-forward) or happen twice (fall back). So the scheduler fires at every host time that can be the
-target, and this guard decides, with one rule for every backend:
+forward) or happen twice (fall back). One rule settles every such day:
 
     On each local date D in ZONE the target is the first instant of D whose local time is at or
-    after HH:MM (inside a spring-forward gap: the end of the gap). A firing is due when now is at
-    or after today's target and no successful run started at or after it.
+    after HH:MM (inside a spring-forward gap: the end of the gap) -- target_instant.
 
-So the first firing at or after the target runs and every later one that day is skipped: exactly
-once per local day, none skipped. The check reads LogoutRun in the shared database, under the
-cluster lock, so it also holds once per cluster. Everything here is pure: `now` is passed in.
+Here: that rule, the one check of a zone name (the IANA list) and of a time (HH:MM), the one way
+messages show an instant (local_time), and the host times a scheduler must fire at so that every
+target is hit (firing_times). A --scheduled run stands for the latest target that has passed and no
+run stands for yet (students.clock.due_instant, read under the cluster lock), so it runs once per
+target whatever the extra firings.
+
+Run as `python -m students.schedule` by the Ansible role with the site's own Python and tzdata,
+without Django: validate the zone and print the firing times as JSON (main).
 """
 import argparse
 import json
 import os
 import re
 import sys
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from functools import lru_cache
+from zoneinfo import ZoneInfo, available_timezones
 
 _HH_MM = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
 
 
 class ScheduleError(ValueError):
-    """A --due-at or --timezone value that cannot be used; the message names it."""
+    """A time (HH:MM) or time zone that cannot be used; the message names it."""
 
 
 class NotDue(Exception):
-    """Raised by the guard (while holding the lock) to stop a run; the message says why."""
+    """Raised by a scheduled run's guard (students.clock.due_instant, under the lock) to stop it; the
+    message says why."""
 
 
 def parse_due_at(text):
@@ -40,12 +44,44 @@ def parse_due_at(text):
     return time(int(match[1]), int(match[2]))
 
 
+# --- time zones: the one rule for "is this a zone", shared by the schedule and each user's zone ----
+
+@lru_cache(maxsize=1)
+def iana_names():
+    """The IANA zone names this host's tzdata (or the tzdata package) knows: the only zones accepted
+    anywhere. ZoneInfo alone would also take file paths under the zoneinfo folder
+    ("posix/Europe/Dublin", "right/UTC"), which are not zone names."""
+    return frozenset(available_timezones())
+
+
+class ZoneError(ScheduleError):
+    """A time zone that is not on the IANA list; the message names it."""
+
+
+def check_zone(name):
+    if name not in iana_names():
+        raise ZoneError(f"{name!r} is not a known IANA time zone (e.g. Europe/Dublin)")
+    return name
+
+
+@lru_cache(maxsize=1024)
+def zone_info(name):
+    """ZoneInfo for a stored or stamped name, or None ("" or anything not on the IANA list)."""
+    return ZoneInfo(name) if name in iana_names() else None
+
+
 def parse_zone(name):
+    """ZoneInfo for a --timezone value on the IANA list; else ScheduleError naming it."""
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        # ValueError: a path-like name ("../x"); OSError: a folder such as "Europe".
-        raise ScheduleError(f"--timezone {name!r} is not a known IANA time zone (e.g. Europe/Dublin)") from None
+        return ZoneInfo(check_zone(name))
+    except ZoneError as exc:
+        raise ScheduleError(f"--timezone {exc}") from None
+
+
+def local_time(instant, zone):
+    """How every message shows an instant: its local date, time and zone abbreviation in `zone`."""
+    local = instant.astimezone(zone)
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
 
 
 def target_instant(day, due_at, zone):
@@ -69,38 +105,6 @@ def target_instant(day, due_at, zone):
 
 def _wall(instant, zone):
     return instant.astimezone(zone).replace(tzinfo=None)
-
-
-@dataclass(frozen=True)
-class LastRun:
-    started_at: datetime
-    host: str
-
-
-@dataclass(frozen=True)
-class Verdict:
-    due: bool
-    message: str
-    target: datetime
-
-
-def decide(now, due_at, zone, last_success=None):
-    """Is a logout due at `now` (aware)? `last_success` is the latest successful LastRun, or None."""
-    local_now = now.astimezone(zone)
-    target = target_instant(local_now.date(), due_at, zone)
-    zone_name = str(zone)
-    if now < target:
-        return Verdict(False, f"Not due: it is {_clock(now, zone)} in {zone_name}; today's logout is due at "
-                              f"{_clock(target, zone)}", target)
-    if last_success is not None and last_success.started_at >= target:
-        return Verdict(False, f"Already logged out today at {_clock(last_success.started_at, zone)} "
-                              f"({zone_name}) by host {last_success.host}", target)
-    return Verdict(True, f"Due: today's logout was due at {_clock(target, zone)} in {zone_name}", target)
-
-
-def _clock(instant, zone):
-    local = instant.astimezone(zone)
-    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
 
 
 def firing_times(due_at, zone, clock_zone, first_day, days):

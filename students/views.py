@@ -1,13 +1,18 @@
 import logging
+from datetime import UTC
 
 from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError
 from django.http import JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from students import health
+from students import clock, health, zones
+from students.forms import TimeZoneForm
+from students.models import UserTimeZone
+from students.schedule import zone_info
 
 logger = logging.getLogger(__name__)
 
@@ -32,3 +37,25 @@ def nightly_logout_health(request):
         logger.exception("Nightly logout health: the database could not be read")
         body = {**dict.fromkeys(health.KEYS), "status": health.UNKNOWN}
     return JsonResponse(body, status=200 if body["status"] in health.HEALTHY else 503)
+
+
+@login_required
+def time_zone_page(request):
+    """The user's own time zone, for the per-user logout mode (students.zones). GET: the user's zone
+    and any pending change; POST: change it (as zones.change() says), then GET."""
+    now = timezone.now()
+    schedule = clock.recorded_schedule()
+    site_zone = schedule.timezone if schedule else ""
+    row = UserTimeZone.objects.filter(user=request.user).first()
+    form = TimeZoneForm(request.POST or None, initial={"zone": row.zone_at(now) if row else ""})
+    if request.method == "POST" and form.is_valid():
+        zones.change(request.user, form.cleaned_data["zone"], now, schedule)
+        return redirect("time_zone")
+    current = (row.zone_at(now) if row else "") or site_zone
+    pending = row is not None and row.next_zone_from is not None and row.next_zone_from > now
+    return render(request, "students/time_zone.html", {
+        "form": form, "current": current,
+        "pending_zone": (row.next_zone or site_zone) if pending else None,
+        # In the zone in effect: the user's logout time there.
+        "pending_from": row.next_zone_from.astimezone(zone_info(current) or UTC) if pending else None,
+    })

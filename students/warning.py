@@ -7,7 +7,7 @@ remembered per process by students.clock like the clock cutoffs). Users the sche
 nothing, nor do remembered ("keep me signed in") sessions when the schedule keeps them.
 
 Cost: the context processor reads the schedule the cutoff middleware already read for this request
-(clock.schedule_last_read): no query and no second cache round trip. An anonymous request reads
+and left on it (clock.schedule_for): no query and no second cache round trip. An anonymous request reads
 nothing at all, and neither does the status endpoint for an anonymous caller (it only checks a
 signature).
 
@@ -66,12 +66,13 @@ class LogoutWarning:
                 "token": self.token}
 
 
-def warning_for(user, now, session=None):
-    """The warning for a signed-in `user` (in `session`) at `now` (shown or not yet), or None: no
-    warning is set, no schedule, or the schedule keeps this user or this remembered session."""
+def warning_for(request, now):
+    """The warning for the request's signed-in user (in its session) at `now` (shown or not yet), or
+    None: no warning is set, no schedule, or the schedule keeps this user or this remembered session."""
+    user, session = request.user, getattr(request, "session", None)
     if not user.is_authenticated:
         return None
-    schedule = clock.schedule_last_read()
+    schedule = clock.schedule_for(request)
     if schedule is None or not schedule.warn_minutes:
         return None
     if str(user.pk) in schedule.kept_user_ids or (schedule.keep_staff and user.is_staff):
@@ -92,7 +93,7 @@ def context(request):
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:  # anonymous: a signature check at most, no read
         return {"logout_reason": signed_out_reason(request)} if "signed_out" in request.GET else {}
-    return {"logout_warning": warning_for(user, timezone.now(), request.session)}
+    return {"logout_warning": warning_for(request, timezone.now())}
 
 
 @require_safe
@@ -104,7 +105,7 @@ def status(request):
     false, "login_url": ...}, with the reason when the page's token says its logout time has passed."""
     now = timezone.now()
     if request.user.is_authenticated:
-        found = warning_for(request.user, now, request.session)
+        found = warning_for(request, now)
         return JsonResponse({"signed_in": True, "warning": found.as_json() if found else None})
     return JsonResponse({"signed_in": False, "login_url": _login_url(request, now)})
 

@@ -21,41 +21,13 @@ LogoutSchedule.per_user_zones), never by a setting of its own.
   (students.middleware activates it).
 """
 from dataclasses import dataclass, replace
-from datetime import UTC, timedelta
-from functools import lru_cache
-from zoneinfo import ZoneInfo, available_timezones
+from datetime import timedelta
 
-from django import forms
-from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.shortcuts import redirect, render
-from django.utils import timezone
 
 from students.models import LogoutRun, UserTimeZone
-from students.schedule import NotDue
+from students.schedule import NotDue, check_zone, local_time, zone_info
 from students.selection import ZONE_KEY
-
-
-@lru_cache(maxsize=1)
-def iana_names():
-    """The IANA zone names this host's tzdata (or the tzdata package) knows."""
-    return frozenset(available_timezones())
-
-
-class ZoneError(ValueError):
-    """A time zone that is not on the IANA list; the message names it."""
-
-
-def check_zone(name):
-    if name not in iana_names():
-        raise ZoneError(f"{name!r} is not a known IANA time zone (e.g. Europe/Dublin)")
-    return name
-
-
-@lru_cache(maxsize=1024)
-def zone_info(name):
-    """ZoneInfo for a stored or stamped name, or None ("" or anything not on the IANA list)."""
-    return ZoneInfo(name) if name in iana_names() else None
 
 
 # --- the user's zone ------------------------------------------------------------------------------
@@ -75,7 +47,7 @@ def stamp(session, user, now, schedule):
 def change(user, name, now, schedule):
     """Set the user's zone to `name` (IANA, checked; "" back to the schedule's). Returns when it takes
     effect: `now` with no schedule, else the next scheduled time in the zone in effect, so the
-    sessions running now still end at their own zone's time. Raises ZoneError."""
+    sessions running now still end at their own zone's time. Raises schedule.ZoneError."""
     if name:
         check_zone(name)
     with transaction.atomic():
@@ -134,7 +106,7 @@ def due_zones(schedule, now):
     """The zones whose latest scheduled time has passed since the schedule was recorded and no
     successful run stands for yet, grouped by that time. Raises NotDue when there are none. Read
     from the database: call it under the cluster lock."""
-    recent = LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS, started_at__gte=now - timedelta(days=3))
+    recent = LogoutRun.objects.successful().filter(started_at__gte=now - timedelta(days=3))
     covered_by_all = max((run.cutoff_at for run in recent if run.zones is None), default=None)
     covered = {}
     for run in recent.exclude(zones__isnull=True):
@@ -152,9 +124,8 @@ def due_zones(schedule, now):
         groups.setdefault(latest, []).append(name)
     if not groups:
         at, name = min(coming)
-        local = at.astimezone(zone_info(name))
         raise NotDue(f"Not due: every zone's latest logout time has a run; the next is "
-                     f"{local:%Y-%m-%d %H:%M} {local.tzname()} ({name})")
+                     f"{local_time(at, zone_info(name))} ({name})")
     return DueZones(groups=tuple((instant, tuple(names)) for instant, names in sorted(groups.items())))
 
 
@@ -173,44 +144,3 @@ def restricted(keep, instant, names, schedule):
     if schedule.timezone in wanted:
         return replace(keep, user_ids=keep.user_ids | others)
     return replace(keep, only_user_ids=frozenset(chosen), keep_anonymous=True)
-
-
-# --- login and the time-zone page -----------------------------------------------------------------
-
-def stamp_at_login(sender, request, user, **kwargs):
-    """user_logged_in receiver: stamp the session with the user's zone (one query per login)."""
-    from students import clock  # students.clock imports this module
-
-    if request is not None and hasattr(request, "session"):
-        stamp(request.session, user, timezone.now(), clock.recorded_schedule())
-
-
-class TimeZoneForm(forms.Form):
-    zone = forms.ChoiceField(label="Time zone", required=False)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["zone"].choices = [("", "The site's time zone")] + [(name, name) for name in sorted(iana_names())]
-
-
-@login_required
-def time_zone_page(request):
-    """GET: the user's zone and any pending change; POST: change it (as change() says), then GET."""
-    from students import clock  # students.clock imports this module
-
-    now = timezone.now()
-    schedule = clock.recorded_schedule()
-    site_zone = schedule.timezone if schedule else ""
-    row = UserTimeZone.objects.filter(user=request.user).first()
-    form = TimeZoneForm(request.POST or None, initial={"zone": row.zone_at(now) if row else ""})
-    if request.method == "POST" and form.is_valid():
-        change(request.user, form.cleaned_data["zone"], now, schedule)
-        return redirect("time_zone")
-    current = (row.zone_at(now) if row else "") or site_zone
-    pending = row is not None and row.next_zone_from is not None and row.next_zone_from > now
-    return render(request, "students/time_zone.html", {
-        "form": form, "current": current,
-        "pending_zone": (row.next_zone or site_zone) if pending else None,
-        # In the zone in effect: the user's logout time there.
-        "pending_from": row.next_zone_from.astimezone(zone_info(current) or UTC) if pending else None,
-    })

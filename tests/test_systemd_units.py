@@ -6,7 +6,7 @@ the role on a running systemd):
 - `systemd-analyze verify` loads the units into a throw-away manager in test mode and reports every
   setting it cannot parse (it exits 0 on some of those, so any output at all counts as a failure);
 - `systemd-analyze calendar --base-time=... --iterations=N` computes with systemd's calendar code when
-  each OnCalendar= elapses. Those instants, fed through the command's guard (students.schedule.decide),
+  each OnCalendar= elapses. Those instants, fed through the rule a --scheduled run follows (students.clock.due_instant),
   must give exactly one run per local day over both 2027 Dublin DST changes.
 With nightly_logout_per_user_zones the timer fires every hour at the minute instead.
 The service is named per site user and hardened: `systemd-analyze security --offline=yes` scores the rendered
@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from students.schedule import parse_due_at, target_instant
-from students.tests.test_schedule import simulate
+from students.tests.helpers import simulate
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 VENV_DIR = REPO_DIR / ".venv"

@@ -2,7 +2,7 @@
 the lock folder missing (78), another run holding the lock (76), the log folder missing or not
 writable, and the database lost part-way through the command's purge.
 
-The wrapper is rendered by real Ansible and run as cron runs it (tests/test_wrapper.py's helpers);
+The wrapper is rendered by real Ansible and run as cron runs it (tests/support/wrapper.py);
 the mail goes through this machine's MTA (exim4) to a local mailbox."""
 import os
 import re
@@ -15,7 +15,7 @@ import pytest
 
 from tests.faulty_run import SESSIONS, sessions_left, site_database, sql, wait_until_purging
 from tests.servers import _as_postgres, pg_bin, postgres
-from tests.test_wrapper import (  # noqa: F401 (migrated_database, mailbox_user, site: fixtures)
+from tests.support.wrapper import (  # noqa: F401 (migrated_database, mailbox_user, site: fixtures)
     TIMESTAMP, log_lines, mailbox_user, migrated_database, render_wrapper, run_as_cron, session_count, site,
     wait_for_file,
 )

@@ -1,4 +1,4 @@
-"""The wrapper's monitoring hooks, run for real as cron runs them (tests/test_wrapper.py renders the role's
+"""The wrapper's monitoring hooks, run for real as cron runs them (tests/support/wrapper.py renders the role's
 templates with real Ansible and runs the real Django command): Healthchecks-style pings against a local
 stand-in of Healthchecks' pinging API (tests/healthchecks_standin.py: the real server is not installable
 from the package registries; the stand-in lists where it differs), which records what it received and
@@ -6,6 +6,7 @@ keeps the check's state as the server does, and the Prometheus textfile, read wi
 own parser."""
 
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -18,8 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.healthchecks_standin import StandInHealthchecks
 from tests.servers import free_port
-from tests.test_wrapper import (  # noqa: F401 (fixtures)
+from tests.support.wrapper import (  # noqa: F401 (fixtures)
     CREATE_SESSIONS,
+    REPO_DIR,
     TIMESTAMP,
     log_lines,
     manage,
@@ -361,3 +363,54 @@ def test_a_first_failure_has_no_success_time_and_an_unwritable_folder_does_not_f
     lines = log_lines(log)
     assert re.fullmatch(rf"{TIMESTAMP}: Could not write the metrics to .*/not-there/nightly_logout.prom", lines[-2]), lines
     assert lines[-1].endswith("Daily logout completed successfully")
+
+
+REWORDED = {  # a later release's wording of the command's count lines
+    "Successfully logged out all users by deleting {c.deleted_active} session(s)":
+        "Logged everyone out: {c.deleted_active} session(s) gone",
+    "Also cleaned up {c.deleted_expired} expired session(s)": "Expired sessions removed: {c.deleted_expired}",
+    "Kept {c.kept} session(s) ({self._who(summary)})": "Left {c.kept} logged in ({self._who(summary)})",
+}
+CREATE_EXPIRED_SESSION = """
+from datetime import timedelta
+from django.contrib.sessions.backends.db import SessionStore
+from django.contrib.sessions.models import Session
+from django.utils import timezone
+session = SessionStore()
+session.create()
+Session.objects.filter(session_key=session.session_key).update(expire_date=timezone.now() - timedelta(days=1))
+"""
+
+
+def reworded_project(folder: Path) -> Path:
+    """A copy of this project whose command prints its counts in other words."""
+    for name in ("lcstats", "students"):
+        shutil.copytree(REPO_DIR / name, folder / name, ignore=shutil.ignore_patterns("tests", "__pycache__"))
+    shutil.copy(REPO_DIR / "manage.py", folder / "manage.py")
+    command = folder / "students/management/commands/logout_all_users.py"
+    text = command.read_text()
+    for old, new in REWORDED.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    command.write_text(text)
+    return folder
+
+
+def test_metrics_do_not_depend_on_the_wording_of_the_commands_lines(tmp_path, site):
+    log = tmp_path / "logs" / "daily_logout.log"
+    textfile = tmp_path / "textfile"
+    textfile.mkdir()
+    manage(site, "shell", "--command", CREATE_EXPIRED_SESSION)
+    project = reworded_project(tmp_path / "project")
+    script = render_wrapper(tmp_path, nightly_logout_project_dir=str(project), nightly_logout_textfile_dir=str(textfile),
+                            nightly_logout_environment={"DATABASE_URL": site}, nightly_logout_exclude_users=["alice"])
+
+    assert run_as_cron(script, log) == 0
+
+    text = log.read_text()
+    assert "Logged everyone out: 1 session(s) gone" in text and "Successfully logged out" not in text, text
+    figures = metrics(textfile)
+    assert figures["nightly_logout_last_run_deleted_sessions"] == 1
+    assert figures["nightly_logout_last_run_expired_sessions"] == 1
+    assert figures["nightly_logout_last_run_kept_sessions"] == 1
+    assert session_count(site) == 1  # alice's

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from students import health
 from students.models import LogoutRun
-from students.tests.test_health import pin_clock, record_schedule
+from students.tests.helpers import pin_clock, record_schedule
 
 pytestmark = pytest.mark.django_db
 

@@ -13,9 +13,9 @@ from django.core.management.base import SystemCheckError
 from students import health
 from students.middleware import LogoutCutoffMiddleware
 from students.models import LogoutRun
-from students.tests.conftest import use_engine
-from students.tests.test_command_process import BASE_ENV, ON_POSTGRES, _postgres_admin, _url_for, checked, manage
-from students.tests.test_health import pin_clock, record_schedule
+from students.tests.helpers import use_engine
+from students.tests.helpers import BASE_ENV, ON_POSTGRES, checked, database_url_for, manage, postgres_admin
+from students.tests.helpers import pin_clock, record_schedule
 
 CUTOFF = "students.middleware.LogoutCutoffMiddleware"
 AUTH = "django.contrib.auth.middleware.AuthenticationMiddleware"
@@ -123,9 +123,9 @@ def test_migrate_on_an_empty_database_is_not_broken_by_the_overdue_check(tmp_pat
     database: a SQLite file, or a new PostgreSQL database when the suite runs there."""
     name = f"fresh_{secrets.token_hex(4)}"
     if ON_POSTGRES:
-        _postgres_admin(f"CREATE DATABASE {name}")
+        postgres_admin(f"CREATE DATABASE {name}")
     try:
-        env = {**os.environ, **BASE_ENV, "DATABASE_URL": _url_for(name, tmp_path)}
+        env = {**os.environ, **BASE_ENV, "DATABASE_URL": database_url_for(name, tmp_path)}
         half = checked(manage(env, "migrate", "--noinput", "students", "0001"))  # no schedule table yet
         assert "Traceback" not in half.stderr
         assert "no issues" in checked(manage(env, "check", "--database", "default")).stdout
@@ -135,7 +135,7 @@ def test_migrate_on_an_empty_database_is_not_broken_by_the_overdue_check(tmp_pat
         assert "no issues" in checked(manage(env, "check", "--database", "default")).stdout
     finally:
         if ON_POSTGRES:
-            _postgres_admin(f"DROP DATABASE {name} WITH (FORCE)")
+            postgres_admin(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 # --- the file engine's folder -------------------------------------------------------------------

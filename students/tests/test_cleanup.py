@@ -9,7 +9,7 @@ from django.core.cache import cache
 
 from students import cleanup
 from students.clock import DAY
-from students.tests.conftest import D, command, is_signed_in, login, stored, use_engine
+from students.tests.helpers import D, command, is_signed_in, login, stored, use_engine
 
 pytestmark = pytest.mark.django_db
 

@@ -185,9 +185,6 @@ def test_scheduled_without_a_schedule_fails_naming_the_command(users):
     with pytest.raises(CommandError, match=r"logout_schedule --set") as raised:
         call_command("logout_all_users", "--scheduled", stdout=StringIO())
     assert raised.value.returncode == 1 and not LogoutRun.objects.exists()
-    with pytest.raises(CommandError, match="without --due-at") as raised:
-        call_command("logout_all_users", "--scheduled", "--due-at", "02:00", "--timezone", "UTC", stdout=StringIO())
-    assert raised.value.returncode == 2
 
 
 @pytest.mark.django_db
@@ -209,6 +206,22 @@ def test_scheduled_runs_stand_for_each_instant_once(users, monkeypatch):
     status, _ = scheduled_run(monkeypatch, datetime(2027, 6, 3, 1, 0, tzinfo=UTC))
     assert status == 0 and LogoutRun.objects.count() == 2
 
+
+
+@pytest.mark.django_db
+def test_a_failed_run_stands_for_nothing(users, monkeypatch):
+    with monkeypatch.context() as pinned:
+        at(pinned, datetime(2027, 6, 1, 12, 0, tzinfo=UTC))
+        schedule_command("--set", "02:00", "--timezone", "Europe/Dublin")
+    two_am = datetime(2027, 6, 2, 1, 0, tzinfo=UTC)
+    LogoutRun.objects.create(started_at=two_am, stands_for=two_am, host="web2", engine="x",
+                             outcome=LogoutRun.Outcome.FAILED)
+    status, out = scheduled_run(monkeypatch, two_am + timedelta(minutes=5), "--json")
+    assert status == 0 and json.loads(out)["stands_for"] == two_am.isoformat()
+    status, out = scheduled_run(monkeypatch, two_am + timedelta(hours=1), "--json")
+    done = LogoutRun.objects.successful().get()
+    assert status == 3 and json.loads(out) == {"due": False, "message": (
+        f"Already logged out for 2027-06-02 02:00 IST (Europe/Dublin) by host {done.host} at 2027-06-02 02:05 IST")}
 
 # --- the cache -----------------------------------------------------------------------------------
 

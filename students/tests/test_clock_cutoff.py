@@ -10,11 +10,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.test import Client
 
-from students import cutoff
-from students.clock import DAY
+from students.clock import DAY, read_state
 from students.models import LogoutRun
 from students.schedule import target_instant
-from students.tests.conftest import D, command, is_signed_in, login, stored, use_engine_param
+from students.tests.helpers import D, command, is_signed_in, login, stored, use_engine_param
 
 pytestmark = pytest.mark.django_db
 
@@ -74,7 +73,7 @@ def test_a_late_run_does_not_move_the_cutoff_back(users, clock):
     command("logout_all_users")                       # by hand at 05:00: everyone, now
     clock(D + timedelta(hours=8))
     command("logout_all_users", "--scheduled")        # stands for 02:00
-    assert cutoff.latest_cutoff().at == (D + timedelta(hours=5)).timestamp()
+    assert read_state().run.at == (D + timedelta(hours=5)).timestamp()  # the run cutoff the middleware reads
 
 
 # --- the clock cutoff, no job at all -------------------------------------------------------------

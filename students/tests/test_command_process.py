@@ -2,31 +2,18 @@
 
 Each test gets its own database: a SQLite file, or (when the suite runs on PostgreSQL) a fresh
 database on the same server, so the lock is the real advisory lock between real processes."""
+import json
 import os
 import secrets
 import shutil
 import socket
 import subprocess
 import sys
-from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
-REPO_DIR = Path(__file__).resolve().parents[2]
-SERVER_URL = os.environ.get("DATABASE_URL", "")
-ON_POSTGRES = urlsplit(SERVER_URL).scheme.startswith("postgres")
-
-
-def manage(env, *args, stdin=None):
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO_DIR, env=env,
-                          capture_output=True, text=True, input=stdin, timeout=120)
-
-
-def checked(result):
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result
-
+from students.tests.helpers import (BASE_ENV, ON_POSTGRES, REPO_DIR, checked, database_url_for, manage,
+                                    postgres_admin)
 
 SEED = (
     "from django.contrib.auth.models import User\n"
@@ -36,23 +23,6 @@ SEED = (
     "s = SessionStore(); s.create()\n"
     "s = SessionStore(); s.set_expiry(-10); s.create()\n"
 )
-BASE_ENV = {"CACHE_URL": "locmem://", "SESSION_ENGINE": "db", "DJANGO_SETTINGS_MODULE": "lcstats.settings",
-            "DJANGO_LOG_LEVEL": "WARNING"}
-
-
-def _postgres_admin(sql):
-    import psycopg
-
-    with psycopg.connect(SERVER_URL, autocommit=True) as admin:
-        admin.execute(sql)
-
-
-def _url_for(name, folder):
-    if ON_POSTGRES:
-        return urlsplit(SERVER_URL)._replace(path=f"/{name}").geturl()
-    return f"sqlite:///{folder / (name + '.sqlite3')}"
-
-
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
     """One migrated, seeded database per module (alice's session, an anonymous one, an expired one);
@@ -60,13 +30,13 @@ def template(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cmd")
     name = f"cmd_template_{secrets.token_hex(4)}"
     if ON_POSTGRES:
-        _postgres_admin(f"CREATE DATABASE {name}")
-    env = {**os.environ, **BASE_ENV, "DATABASE_URL": _url_for(name, folder)}
+        postgres_admin(f"CREATE DATABASE {name}")
+    env = {**os.environ, **BASE_ENV, "DATABASE_URL": database_url_for(name, folder)}
     checked(manage(env, "migrate", "--noinput", "-v", "0"))
     checked(manage(env, "shell", "--no-imports", "-c", SEED))
     yield name, folder
     if ON_POSTGRES:
-        _postgres_admin(f"DROP DATABASE {name} WITH (FORCE)")
+        postgres_admin(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @pytest.fixture
@@ -74,12 +44,12 @@ def env(template):
     template_name, folder = template
     name = f"cmd_{secrets.token_hex(4)}"
     if ON_POSTGRES:
-        _postgres_admin(f"CREATE DATABASE {name} TEMPLATE {template_name}")
+        postgres_admin(f"CREATE DATABASE {name} TEMPLATE {template_name}")
     else:
         shutil.copy(folder / f"{template_name}.sqlite3", folder / f"{name}.sqlite3")
-    yield {**os.environ, **BASE_ENV, "DATABASE_URL": _url_for(name, folder)}
+    yield {**os.environ, **BASE_ENV, "DATABASE_URL": database_url_for(name, folder)}
     if ON_POSTGRES:
-        _postgres_admin(f"DROP DATABASE {name} WITH (FORCE)")
+        postgres_admin(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def test_success_prints_the_contract_lines_and_exits_0(env):
@@ -89,6 +59,35 @@ def test_success_prints_the_contract_lines_and_exits_0(env):
         "Also cleaned up 1 expired session(s)",
     ]
     assert result.stderr == ""
+
+
+def test_the_summary_file_holds_a_successs_counts_as_json(env, tmp_path):
+    summary = tmp_path / "summary.json"
+    checked(manage(env, "logout_all_users", "--summary-file", str(summary)))
+    written = json.loads(summary.read_text())
+    assert (written["outcome"], written["exit_status"], written["error"]) == ("success", 0, None)
+    assert (written["deleted_active"], written["deleted_expired"], written["kept_sessions"]) == (2, 1, 0)
+    assert [path.name for path in tmp_path.iterdir()] == ["summary.json"]  # no temporary file left
+
+
+def test_the_summary_file_replaces_the_last_one_with_a_failures_outcome(env, tmp_path):
+    summary = tmp_path / "summary.json"
+    summary.write_text('{"outcome": "success", "deleted_active": 5}')
+    result = manage(env, "logout_all_users", "--exclude-user", "ghost", "--summary-file", str(summary))
+    assert result.returncode == 1
+    written = json.loads(summary.read_text())
+    assert (written["outcome"], written["exit_status"]) == ("failed", 1)
+    assert written["error"] == "unknown username(s) for --exclude-user: ghost"
+    assert (written["deleted_active"], written["deleted_expired"]) == (0, 0)
+
+
+def test_a_summary_file_in_a_missing_folder_is_bad_usage_and_changes_nothing(env, tmp_path):
+    summary = tmp_path / "not-there" / "summary.json"
+    result = manage(env, "logout_all_users", "--summary-file", str(summary))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"CommandError: --summary-file {summary}: the folder {summary.parent} does not exist or is not writable"]
+    assert "Live sessions: 2 (1 authenticated, 1 anonymous)" in checked(manage(env, "logout_all_users", "--dry-run")).stdout
 
 
 def test_dry_run_exits_0_and_a_second_look_sees_the_same(env):

@@ -13,7 +13,7 @@ from django.utils import timezone
 from students import cutoff
 from students.models import LogoutRun
 from students.selection import FUTURE_LOGIN_TOLERANCE_SECONDS
-from students.tests.conftest import is_signed_in, login
+from students.tests.helpers import is_signed_in, login
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.core.cache import caches
 
-from students.tests.conftest import is_signed_in, login, run_command as run, stored, use_engine
+from students.tests.helpers import is_signed_in, login, run_command as run, stored, use_engine
 
 pytestmark = pytest.mark.django_db
 FORGED_KEY = "f0rged" + "a" * 26

@@ -10,42 +10,13 @@ from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client
-from django.utils import timezone
 
 from students import cleanup, health
-from students.clock import recorded_schedule
 from students.models import LogoutRun
-from students.tests.conftest import login
+from students.tests.helpers import HEALTH_URL as URL, login, pin_clock, poll, record_schedule
 
 pytestmark = pytest.mark.django_db
 
-URL = "/health/nightly-logout/"
-RECORDED = "2026-11-30T10:00:00+00:00"  # a Monday, winter: Europe/Dublin is on UTC
-
-
-def pin_clock(monkeypatch, at):
-    """Every timezone.now() reads `at` from here on (the site, the commands, the health). The
-    health URL's answer is cached for a few seconds of real time; a test that jumps the clock
-    drops it, as those seconds would have passed."""
-    at = datetime.fromisoformat(at) if isinstance(at, str) else at
-    monkeypatch.setattr(timezone, "now", lambda: at)
-    cache.delete(health.CACHE_KEY)
-    return at
-
-
-def record_schedule(monkeypatch, time, zone, *, at=RECORDED, scheduler="cron"):
-    """Record a schedule the way the role does, at the pinned moment `at`; return what the site reads."""
-    pin_clock(monkeypatch, at)
-    call_command("logout_schedule", "--set", time, "--timezone", zone, "--scheduler", scheduler,
-                 stdout=StringIO())
-    return recorded_schedule()
-
-
-def poll():
-    """One monitor request: a fresh client, no cookie, no login. Returns (status, body)."""
-    response = Client().get(URL)
-    assert response["Content-Type"] == "application/json"
-    return response.status_code, json.loads(response.content)
 
 
 def test_no_schedule_is_200_unscheduled():

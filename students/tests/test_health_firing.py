@@ -12,8 +12,8 @@ from django.core.management.base import CommandError
 
 from students import health
 from students.models import LogoutSchedule
-from students.tests.conftest import login
-from students.tests.test_health import pin_clock, poll
+from students.tests.helpers import login
+from students.tests.helpers import pin_clock, poll
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from students.lock import LOCK_NAME, LockHeld, holder_name, run_lock
 from students.models import RunLease
-from students.tests.conftest import login, run_command, stored
+from students.tests.helpers import login, run_command, stored
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ cookie gets the login page; a dry run changes nothing; kept users stay signed in
 import pytest
 from django.test import Client
 
-from students.tests.conftest import run_command as run, is_signed_in, login, stored, without_cutoff_middleware
+from students.tests.helpers import run_command as run, is_signed_in, login, stored, without_cutoff_middleware
 
 pytestmark = pytest.mark.django_db
 

@@ -1,6 +1,6 @@
 import pytest
 
-from students.tests.conftest import PASSWORD, is_signed_in, login
+from students.tests.helpers import PASSWORD, is_signed_in, login
 
 pytestmark = pytest.mark.django_db
 

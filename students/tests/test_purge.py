@@ -14,7 +14,7 @@ from django.utils import timezone
 from students.engines import detect_engine
 from students.purge import purge
 from students.selection import KeepRule, resolve_keep_rule
-from students.tests.conftest import forget_file_storage_path
+from students.tests.helpers import forget_file_storage_path
 
 pytestmark = pytest.mark.django_db
 

@@ -20,7 +20,7 @@ from students.engines import detect_engine
 from students.models import LogoutRun
 from students.purge import purge
 from students.selection import FUTURE_LOGIN_TOLERANCE_SECONDS, LOGIN_TIME_KEY, KeepRule, resolve_keep_rule
-from students.tests.conftest import command, forget_file_storage_path, is_signed_in, login, use_engine
+from students.tests.helpers import command, forget_file_storage_path, is_signed_in, login, use_engine
 
 pytestmark = pytest.mark.django_db
 

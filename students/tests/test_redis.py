@@ -4,7 +4,7 @@ import pytest
 import redis as redis_py
 from django.core.management import CommandError
 
-from students.tests.conftest import run_command as run, is_signed_in, login, use_engine, without_cutoff_middleware
+from students.tests.helpers import run_command as run, is_signed_in, login, use_engine, without_cutoff_middleware
 
 pytestmark = pytest.mark.django_db
 

@@ -18,7 +18,7 @@ from students import cleanup
 from students.clock import DAY
 from students.models import LogoutRun, LogoutSchedule, RememberedLogin
 from students.selection import REMEMBERED_KEY
-from students.tests.conftest import (D, PASSWORD, command, is_signed_in, login, use_engine,
+from students.tests.helpers import (D, PASSWORD, command, is_signed_in, login, use_engine,
                                      without_cutoff_middleware)
 
 pytestmark = pytest.mark.django_db

@@ -12,7 +12,7 @@ from django.utils import timezone
 from students import lock as lock_module
 from students.lock import LOCK_NAME, run_lock
 from students.models import LogoutRun, RunLease
-from students.tests.conftest import run_command as run, is_signed_in, login
+from students.tests.helpers import run_command as run, is_signed_in, login
 
 pytestmark = pytest.mark.django_db
 

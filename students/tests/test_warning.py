@@ -21,7 +21,7 @@ from django.test.utils import CaptureQueriesContext
 from students import cutoff
 from students.clock import DAY
 from students.models import LogoutSchedule
-from students.tests.conftest import D, command, is_signed_in, login, stored
+from students.tests.helpers import D, command, is_signed_in, login, stored
 
 pytestmark = pytest.mark.django_db
 

@@ -16,7 +16,7 @@ from django.test import Client
 from students.clock import DAY
 from students.models import LogoutRun, UserTimeZone
 from students.selection import ZONE_KEY
-from students.tests.conftest import D, PASSWORD, command, is_signed_in, login, stored, use_engine_param
+from students.tests.helpers import D, PASSWORD, command, is_signed_in, login, stored, use_engine_param
 
 pytestmark = pytest.mark.django_db
 

@@ -1,5 +1,8 @@
 import argparse
 import json
+import os
+import tempfile
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
@@ -10,10 +13,9 @@ from students import clock, health
 from students.engines import UnsupportedEngine
 from students.lock import LockHeld, LockLost
 from students.logout import logout_all_users
-from students.models import LogoutRun
 from students.purge import DEFAULT_BATCH_SIZE
 from students.purge.files import not_owned_report
-from students.schedule import LastRun, NotDue, ScheduleError, decide, parse_due_at, parse_zone
+from students.schedule import NotDue
 from students.selection import UnknownUsers
 
 EXIT_LOCK_HELD = 75  # EX_TEMPFAIL: another host is doing the job right now
@@ -44,6 +46,23 @@ def _zone_list(zones):
     return ", ".join(f"{name} ({instant})" for name, instant in sorted(zones.items(), key=lambda item: item[1]))
 
 
+def _write_atomically(path, data):
+    """`data` as JSON at `path`, whole or not at all: a temporary file in the same folder, flushed to
+    disk, then renamed over it (a reader never sees half a file, a crash never leaves one)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=".summary.", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(handle, "w") as file:
+            json.dump(data, file, sort_keys=True)
+            file.write("\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 class Command(BaseCommand):
     # The settings checks are `manage.py check`'s to report (students/checks.py): the nightly run
     # prints only its contract lines, and still purges when, say, the cutoff middleware is missing.
@@ -70,11 +89,6 @@ class Command(BaseCommand):
                             help="Print the run summary as one JSON object (for monitoring) instead of text.")
         parser.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE, metavar="N",
                             help=f"Sessions per batch and per transaction (default {DEFAULT_BATCH_SIZE}).")
-        parser.add_argument("--due-at", metavar="HH:MM",
-                            help="For schedulers: run only if the local time in --timezone is at or after HH:MM "
-                                 "and no successful run happened since today's HH:MM there (once per local day, "
-                                 "across daylight-saving changes); otherwise print why and exit 3.")
-        parser.add_argument("--timezone", metavar="ZONE", help="IANA time zone of --due-at, e.g. Europe/Dublin.")
         parser.add_argument("--check-due", action="store_true",
                             help="With --scheduled: only say whether a scheduled run is due now (exit 0, printing "
                                  "what it would stand for) or not (exit 3, printing why), deleting nothing. The "
@@ -84,17 +98,49 @@ class Command(BaseCommand):
                             help="For schedulers: stand for the latest scheduled time that has passed (from "
                                  "`logout_schedule --set`): delete only sessions that began before it, make it "
                                  "the cutoff, and exit 3 if a successful run already stands for it.")
+        parser.add_argument("--summary-file", metavar="PATH",
+                            help="Also write the run's outcome, exit status and counts to PATH as one JSON "
+                                 "object, on success and on failure, replacing it atomically (for the "
+                                 "wrapper's metrics: they read this, not the printed lines).")
 
     def handle(self, *args, **options):
-        if options["scheduled"] and (options["due_at"] or options["timezone"]):
-            raise CommandError("--scheduled reads the recorded schedule: give it without --due-at/--timezone",
+        path = options["summary_file"]
+        if path is None:
+            return self._handle(options)
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+            raise CommandError(f"--summary-file {path}: the folder {folder} does not exist or is not writable",
                                returncode=2)
+        if os.path.isdir(path):
+            raise CommandError(f"--summary-file {path}: is a folder", returncode=2)
+        # What the file says when the run stops on an error (its counts: what was done before it).
+        self._outcome = {"outcome": "failed", "exit_status": 1, "error": None,
+                         "deleted_active": 0, "deleted_expired": 0, "kept_sessions": 0}
+        try:
+            self._handle(options)
+        except CommandError as exc:
+            self._outcome.update(exit_status=exc.returncode, error=_one_line(exc))
+            if exc.returncode == EXIT_LOCK_HELD:
+                self._outcome["outcome"] = "locked"
+            raise
+        except SystemExit as exc:
+            self._outcome.update(outcome="not_due", exit_status=exc.code)
+            raise
+        except BaseException as exc:
+            self._outcome["error"] = _one_line(exc)
+            raise
+        finally:
+            _write_atomically(path, self._outcome)
+
+    def _report(self, **outcome):
+        """What --summary-file writes (nothing to do without it)."""
+        if hasattr(self, "_outcome"):
+            self._outcome.update(outcome)
+
+    def _handle(self, options):
         if options["check_due"]:
             return self._check_due(options)
-        if options["scheduled"]:
-            guard = self._scheduled_guard
-        else:
-            guard = self._due_guard(options["due_at"], options["timezone"])
+        guard = self._scheduled_guard if options["scheduled"] else None  # None: a manual run, now
         try:
             summary = logout_all_users(
                 dry_run=options["dry_run"], exclude_usernames=options["exclude_user"],
@@ -102,29 +148,40 @@ class Command(BaseCommand):
                 batch_size=options["batch_size"], guard=guard,
             )
         except NotDue as exc:
+            self._report(error=str(exc))
             self.stdout.write(json.dumps({"due": False, "message": str(exc)}) if options["json"] else str(exc))
             raise SystemExit(EXIT_NOT_DUE)
         except LockHeld as exc:
             raise CommandError(f"Another logout run holds the lock ({exc})", returncode=EXIT_LOCK_HELD)
+        except (DatabaseError, OSError) as exc:
+            done = getattr(exc, "counts_so_far", None)
+            if done is not None:
+                self._report(deleted_active=done.deleted_active, deleted_expired=done.deleted_expired)
+            self._raise_for(exc)
         except (UnknownUsers, UnsupportedEngine, LockLost, ImproperlyConfigured, clock.NoSchedule) as exc:
             raise CommandError(_one_line(exc))
-        except DatabaseError as exc:
-            unmigrated = isinstance(exc, ProgrammingError) or "no such table" in str(exc)
-            hint = " (has `manage.py migrate` been run on this database?)" if unmigrated else ""
-            raise CommandError(f"Database error{_done_so_far(exc)}: {_one_line(exc)}{hint}")
-        except OSError as exc:
-            raise CommandError(f"Session storage error{_done_so_far(exc)}: {_one_line(exc)}")
 
+        not_owned = summary.counts.not_owned and not summary.dry_run
+        self._report(**summary.as_dict(), exit_status=1 if not_owned else 0, error=None)
         if options["json"]:
             self.stdout.write(json.dumps(summary.as_dict(), sort_keys=True))
         elif summary.dry_run:
             self._report_dry_run(summary, options["verbosity"])
         else:
             self._report_run(summary, options["verbosity"])
-        if summary.counts.not_owned and not summary.dry_run:
+        if not_owned:
             # The run is done and recorded (its cutoff ends those sessions too), but storage still holds
             # sessions it could not delete: exit 1, so the wrapper, its mail and the monitor say so.
             raise CommandError(not_owned_report(summary.counts.not_owned))
+
+    @staticmethod
+    def _raise_for(exc):
+        """The CommandError for a DatabaseError or OSError of a run."""
+        if isinstance(exc, DatabaseError):
+            unmigrated = isinstance(exc, ProgrammingError) or "no such table" in str(exc)
+            hint = " (has `manage.py migrate` been run on this database?)" if unmigrated else ""
+            raise CommandError(f"Database error{_done_so_far(exc)}: {_one_line(exc)}{hint}")
+        raise CommandError(f"Session storage error{_done_so_far(exc)}: {_one_line(exc)}")
 
     def _check_due(self, options):
         """--check-due: the same decision a --scheduled run makes under the cluster lock, made without
@@ -146,32 +203,13 @@ class Command(BaseCommand):
             raise CommandError(f"Database error: {_one_line(exc)}{hint}")
         stands_for = getattr(due, "latest", due)  # per-user mode: students.zones.DueZones
         message = f"Due: a scheduled run now stands for {stands_for.isoformat()}"
+        self._report(outcome="due", exit_status=0, stands_for=stands_for.isoformat())
         self.stdout.write(json.dumps({"due": True, "message": message}) if options["json"] else message)
 
     @staticmethod
     def _scheduled_guard():
         """The instant this run stands for (students.clock.due_instant), read under the cluster lock."""
         return clock.due_instant(timezone.now())
-
-    @staticmethod
-    def _due_guard(due_at, zone_name):
-        """None for a manual run; else a check (students.schedule) the run makes under the cluster lock."""
-        if due_at is None and zone_name is None:
-            return None
-        if due_at is None or zone_name is None:
-            raise CommandError("--due-at and --timezone go together: give both or neither")
-        try:
-            due_time, zone = parse_due_at(due_at), parse_zone(zone_name)
-        except ScheduleError as exc:
-            raise CommandError(str(exc))
-
-        def guard():
-            last = LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS).order_by("-started_at").first()
-            verdict = decide(timezone.now(), due_time, zone, last and LastRun(last.started_at, last.host))
-            if not verdict.due:
-                raise NotDue(verdict.message)
-
-        return guard
 
     def _report_dry_run(self, summary, verbosity):
         c = summary.counts

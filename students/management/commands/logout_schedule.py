@@ -6,7 +6,7 @@ from django.db import DatabaseError, ProgrammingError
 from django.utils import timezone
 
 from students import clock
-from students.schedule import ScheduleError, parse_due_at, parse_zone
+from students.schedule import ScheduleError, local_time, parse_due_at, parse_zone
 from students.selection import UnknownUsers
 
 
@@ -121,11 +121,11 @@ class Command(BaseCommand):
             return
         zone = schedule.zone
         self.stdout.write(f"Logout schedule: {_describe(schedule)}")
-        self.stdout.write(f"Recorded: {_local(schedule.recorded_at, zone)}")
+        self.stdout.write(f"Recorded: {local_time(schedule.recorded_at, zone)}")
         now = timezone.now()
         for label, instant in (("Latest scheduled time", schedule.latest_instant(now)),
                                ("Next scheduled time", schedule.next_instant(now))):
-            self.stdout.write(f"{label}: {_local(instant, zone) if instant else 'none'}")
+            self.stdout.write(f"{label}: {local_time(instant, zone) if instant else 'none'}")
 
 
 def _view(schedule):
@@ -146,11 +146,6 @@ def _describe(schedule):
              if schedule.per_user_zones else schedule.timezone)
     return (f"daily at {', '.join(f'{at:%H:%M}' for at in schedule.times)} {where}, "
             f"scheduler {schedule.scheduler}, keeps {', '.join(kept) if kept else 'nobody'}{warning}")
-
-
-def _local(instant, zone):
-    local = instant.astimezone(zone)
-    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
 
 
 def _database_message(exc):
