@@ -120,7 +120,7 @@ def _iso(value):
 
 def last_success():
     """When the newest successful logout run started (one indexed query), or None."""
-    return (LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS)
+    return (LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS, only_user_ids__isnull=True)  # not --user
             .order_by("-started_at").values_list("started_at", flat=True).first())
 
 

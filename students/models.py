@@ -34,6 +34,11 @@ class LogoutRun(models.Model):
     # A --scheduled run in per-user time zone mode: {zone: ISO instant} of the zones it logged out
     # (students.zones). It ends nobody else, so it sets no site-wide cutoff. Null: any other run.
     zones = models.JSONField(null=True, blank=True)
+    # `logout_all_users --user` (or the user admin's action, or a user's "Sign out my other sessions":
+    # students.session_index): the run logged out these users alone, so its cutoff ends only their
+    # sessions (students.cutoff.UserCutoffs) and it is not the nightly run. Null: any other run.
+    only_user_ids = models.JSONField(null=True, blank=True)
+    only_usernames = models.JSONField(default=list, blank=True)
     outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.RUNNING)
     error = models.TextField(blank=True)
 
@@ -83,6 +88,9 @@ class LogoutSchedule(models.Model):
     keep_remembered = models.BooleanField(default=False)
     # Each user is logged out at these local times in their own zone (UserTimeZone; students.zones).
     per_user_zones = models.BooleanField(default=False)
+    # OWASP ASVS 7.3.2: a session is logged out at its first request more than this many hours after its
+    # login, remembered ones included (students.cutoff.max_age_cutoff); 0: no maximum.
+    max_session_age_hours = models.PositiveSmallIntegerField(default=0)
 
     def __str__(self):
         return f"{', '.join(self.times) or 'no schedule'} {self.timezone} ({self.scheduler})"

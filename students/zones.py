@@ -135,7 +135,8 @@ def due_zones(schedule, now):
     successful run stands for yet, grouped by that time. Raises NotDue when there are none. Read
     from the database: call it under the cluster lock."""
     recent = LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS, started_at__gte=now - timedelta(days=3))
-    covered_by_all = max((run.cutoff_at for run in recent if run.zones is None), default=None)
+    covered_by_all = max((run.cutoff_at for run in recent if run.zones is None and run.only_user_ids is None),
+                         default=None)  # a run for some users alone (--user) covers nobody else
     covered = {}
     for run in recent.exclude(zones__isnull=True):
         for name, instant in run.zones.items():

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, ProgrammingError
 from django.utils import timezone
 
-from students import clock, health
+from students import clock, health, session_index
 from students.engines import UnsupportedEngine
 from students.lock import LockHeld, LockLost
 from students.logout import logout_all_users
@@ -84,8 +84,15 @@ class Command(BaseCommand):
                             help="For schedulers: stand for the latest scheduled time that has passed (from "
                                  "`logout_schedule --set`): delete only sessions that began before it, make it "
                                  "the cutoff, and exit 3 if a successful run already stands for it.")
+        parser.add_argument("--user", action="append", default=[], metavar="USERNAME",
+                            help="Log out only this user, now (repeatable): delete their sessions the index knows "
+                                 "and set a cutoff for them alone, which ends the rest (signed cookies too) at "
+                                 "their next request. An unknown username is an error and nothing is done. "
+                                 "Goes with --json only.")
 
     def handle(self, *args, **options):
+        if options["user"]:
+            return self._log_out_users(options)
         if options["scheduled"] and (options["due_at"] or options["timezone"]):
             raise CommandError("--scheduled reads the recorded schedule: give it without --due-at/--timezone",
                                returncode=2)
@@ -125,6 +132,33 @@ class Command(BaseCommand):
             # The run is done and recorded (its cutoff ends those sessions too), but storage still holds
             # sessions it could not delete: exit 1, so the wrapper, its mail and the monitor say so.
             raise CommandError(not_owned_report(summary.counts.not_owned))
+
+    def _log_out_users(self, options):
+        """--user: those users alone, now (students.session_index). Any option that shapes a full run
+        would silently mean nothing here, so it is refused."""
+        clashing = [f"--{name.replace('_', '-')}" for name in ("dry_run", "exclude_user", "keep_staff", "keep_remembered",
+                                                                "due_at", "timezone", "check_due", "scheduled")
+                    if options[name]] + (["--batch-size"] if options["batch_size"] != DEFAULT_BATCH_SIZE else [])
+        if clashing:
+            raise CommandError(f"--user logs out the named users now and cannot be combined with "
+                               f"{', '.join(clashing)}", returncode=2)
+        try:
+            ended = session_index.log_out_users(options["user"])
+        except session_index.UnknownUsernames as exc:
+            raise CommandError(_one_line(exc))
+        except DatabaseError as exc:
+            raise CommandError(f"Database error: {_one_line(exc)}")
+        except OSError as exc:
+            raise CommandError(f"Session storage error: {_one_line(exc)}")
+        if options["json"]:
+            self.stdout.write(json.dumps({"run_id": ended.run_id, "usernames": list(ended.usernames),
+                                          "deleted_sessions": ended.sessions,
+                                          "purge_ms": round(ended.purge_ms, 3)}, sort_keys=True))
+            return
+        self.stdout.write(self.style.SUCCESS(
+            f"Logged out {', '.join(ended.usernames)} now by deleting {ended.sessions} indexed session(s); "
+            "any other session of theirs ends at its next request"))
+        self.stdout.write(f"Purge work: {ended.purge_ms:.1f} ms (run {ended.run_id})")
 
     def _check_due(self, options):
         """--check-due: the same decision a --scheduled run makes under the cluster lock, made without
@@ -166,7 +200,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc))
 
         def guard():
-            last = LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS).order_by("-started_at").first()
+            last = (LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS, only_user_ids__isnull=True)  # not --user
+                    .order_by("-started_at").first())
             verdict = decide(timezone.now(), due_time, zone, last and LastRun(last.started_at, last.host))
             if not verdict.due:
                 raise NotDue(verdict.message)
