@@ -170,11 +170,12 @@ def _delete_indexed(user_ids, spared_key):
     keys = list(SessionOwner.objects.filter(user_id__in=user_ids).exclude(session_key=spared_key or "")
                 .values_list("session_key", flat=True))
     deleted = 0
-    for key in keys:
-        if store.exists(key):
-            store.delete(key)
-            deleted += 1
-    SessionOwner.objects.filter(session_key__in=keys).delete()
+    with transaction.atomic():  # one commit, not one per key (on SQLite each commit is a disk sync)
+        for key in keys:
+            if store.exists(key):  # a stale row (its session expired or gone) ends nothing
+                store.delete(key)
+                deleted += 1
+        SessionOwner.objects.filter(session_key__in=keys).delete()
     return deleted
 
 
