@@ -136,9 +136,11 @@ class Command(BaseCommand):
     def _log_out_users(self, options):
         """--user: those users alone, now (students.session_index). Any option that shapes a full run
         would silently mean nothing here, so it is refused."""
-        clashing = [f"--{name.replace('_', '-')}" for name in ("dry_run", "exclude_user", "keep_staff", "keep_remembered",
-                                                                "due_at", "timezone", "check_due", "scheduled")
-                    if options[name]] + (["--batch-size"] if options["batch_size"] != DEFAULT_BATCH_SIZE else [])
+        shaping = ("dry_run", "exclude_user", "keep_staff", "keep_remembered", "due_at", "timezone", "check_due",
+                   "scheduled")
+        clashing = [f"--{name.replace('_', '-')}" for name in shaping if options[name]]
+        if options["batch_size"] != DEFAULT_BATCH_SIZE:
+            clashing.append("--batch-size")
         if clashing:
             raise CommandError(f"--user logs out the named users now and cannot be combined with "
                                f"{', '.join(clashing)}", returncode=2)
@@ -200,7 +202,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc))
 
         def guard():
-            last = (LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS, only_user_ids__isnull=True)  # not --user
+            last = (LogoutRun.objects.filter(outcome=LogoutRun.Outcome.SUCCESS,
+                                             only_user_ids__isnull=True)  # a --user run is not the daily one
                     .order_by("-started_at").first())
             verdict = decide(timezone.now(), due_time, zone, last and LastRun(last.started_at, last.host))
             if not verdict.due:
