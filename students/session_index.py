@@ -164,9 +164,9 @@ def end_sessions(users, *, spare=None):
 def _delete_indexed(user_ids, spared_key):
     """Delete the sessions the index names for these users (except `spared_key`), each by key through
     the engine's own SessionStore (so every engine, and cached_db's cache too), then their rows."""
-    if isinstance(import_module(settings.SESSION_ENGINE).SessionStore(), signed_cookies.SessionStore):
-        return 0  # nothing on the server: the cutoff ends them
     store = import_module(settings.SESSION_ENGINE).SessionStore()
+    if not on_server(store):
+        return 0  # nothing on the server: the cutoff ends them
     keys = list(SessionOwner.objects.filter(user_id__in=user_ids).exclude(session_key=spared_key or "")
                 .values_list("session_key", flat=True))
     deleted = 0
