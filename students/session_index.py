@@ -40,6 +40,7 @@ from students.selection import LOGIN_TIME_KEY, ZONE_KEY
 logger = logging.getLogger("students.logout")
 
 USER_AGENT_CHARS = 300  # SessionOwner.user_agent's length
+UPSERT_FIELDS = ("user_id", "zone", "logged_in_at", "user_agent", "ip_address")  # all but the key
 
 
 def on_server(session):
@@ -50,7 +51,9 @@ def on_server(session):
 # --- keeping the index in step with logins -------------------------------------------------------
 
 def record_login(sender, request, user, **kwargs):
-    """user_logged_in receiver: write this session's row (one query per login on a server engine)."""
+    """user_logged_in receiver: write this session's row. One statement (an upsert, autocommitted): a
+    login on SQLite pays a commit, so update_or_create's read, savepoint and transaction cost it
+    more (scripts/bench_login_index.py)."""
     session = getattr(request, "session", None)
     if session is None or not on_server(session):
         return
@@ -59,9 +62,11 @@ def record_login(sender, request, user, **kwargs):
     stamped = session.get(LOGIN_TIME_KEY)
     logged_in_at = datetime.fromtimestamp(stamped, UTC) if isinstance(stamped, (int, float)) else timezone.now()
     ip = (request.META.get("REMOTE_ADDR") or None) if settings.LOGOUT_SESSIONS_STORE_IP else None
-    SessionOwner.objects.update_or_create(session_key=session.session_key, defaults={
-        "user_id": str(user.pk), "zone": session.get(ZONE_KEY) or "", "logged_in_at": logged_in_at,
-        "user_agent": request.META.get("HTTP_USER_AGENT", "")[:USER_AGENT_CHARS], "ip_address": ip})
+    row = SessionOwner(session_key=session.session_key, user_id=str(user.pk), zone=session.get(ZONE_KEY) or "",
+                       logged_in_at=logged_in_at, user_agent=request.META.get("HTTP_USER_AGENT", "")[:USER_AGENT_CHARS],
+                       ip_address=ip)
+    SessionOwner.objects.bulk_create([row], update_conflicts=True, unique_fields=["session_key"],
+                                     update_fields=[*UPSERT_FIELDS])
 
 
 def follow_new_key(request, old_key):

@@ -13,7 +13,7 @@ import pytest
 from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.db import connection
-from django.test import Client
+from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
 
 from students import health, session_index
@@ -70,6 +70,21 @@ def test_a_login_writes_one_row_on_server_engines_and_none_for_signed_cookies(ki
     assert row.zone == alice.session[ZONE_KEY] == ""
     assert row.user_agent == "X" * 300
     assert row.ip_address is None  # no IP unless LOGOUT_SESSIONS_STORE_IP asks
+
+
+def test_a_login_over_a_key_that_has_a_row_replaces_it(users):
+    """The row is written by an upsert: a key that already has one (a stale or forged row) gets this
+    login's user, time and browser, and stays one row."""
+    alice = sign_in("alice")
+    SessionOwner.objects.filter(session_key=key_of(alice)).update(
+        user_id=str(users["carol"].pk), zone="Asia/Tokyo", logged_in_at=D, user_agent="forged", ip_address="192.0.2.1")
+    request = RequestFactory(HTTP_USER_AGENT=IPHONE).get("/")
+    request.session = import_module(settings.SESSION_ENGINE).SessionStore(key_of(alice))
+    session_index.record_login(None, request, users["alice"])
+    row = SessionOwner.objects.get()
+    assert (row.session_key, row.user_id, row.zone, row.user_agent, row.ip_address) == (
+        key_of(alice), str(users["alice"].pk), "", IPHONE, None)
+    assert row.logged_in_at == datetime.fromtimestamp(alice.session[LOGIN_TIME_KEY], UTC)
 
 
 def test_the_ip_is_stored_only_when_the_setting_asks(users, settings):
