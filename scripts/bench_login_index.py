@@ -8,8 +8,9 @@ user_logged_in receiver that writes the row and makes the middleware's key-chang
 site as it was before the index. Every login is checked (redirected, the session in storage, a row
 with the index and none without).
 
-Two passes: the site's own password hasher (what a login really costs; the hasher dominates it), and
-a fast hasher (MD5), which leaves the rest of the login's work, so the index's share shows plainly.
+Two passes: the site's own password hasher (what a login really costs; the hasher dominates it; the
+target is judged on it, and the exit status is 1 if it is missed), and a fast hasher (MD5), which
+leaves the rest of the login's work, so the index's share shows plainly.
 A figure, not a timed test:
 
     .venv/bin/python scripts/bench_login_index.py --backend sqlite --logins 100
@@ -125,7 +126,9 @@ def measure(pairs, users, switch):
     return figures
 
 
-def report(label, figures):
+def report(label, figures, judged):
+    """Print the figures; judged: compare with the target (a real login, the site's hasher), or only
+    show the index's share of the rest of a login's work (the fast hasher)."""
     with_ms, without_ms = ([f[0] for f in figures[side]] for side in (True, False))
     index_ms = [f[2] for f in figures[True]]
     queries = {side: statistics.median(f[1] for f in figures[side]) for side in (True, False)}
@@ -134,9 +137,10 @@ def report(label, figures):
     for name, q in (("p50", 50), ("p99", 99)):
         a, b, own = percentile(with_ms, q), percentile(without_ms, q), percentile(index_ms, q)
         ratio = a / b
-        ok &= ratio <= TARGET_RATIO
-        print(f"  login {name}: {a:7.1f} ms with the index, {b:7.1f} ms without: {ratio:.3f}x "
-              f"(target: at most {TARGET_RATIO:.2f}x) {'OK' if ratio <= TARGET_RATIO else 'MISSED'}; "
+        ok &= ratio <= TARGET_RATIO or not judged
+        verdict = (f"(target: at most {TARGET_RATIO:.2f}x) {'OK' if ratio <= TARGET_RATIO else 'MISSED'}"
+                   if judged else "(no target: the login without its hasher)")
+        print(f"  login {name}: {a:7.1f} ms with the index, {b:7.1f} ms without: {ratio:.3f}x {verdict}; "
               f"the index's own code {own:.2f} ms = {own / b:.1%} of that login without it")
     mean_added = statistics.mean(with_ms) - statistics.mean(without_ms)
     print(f"  mean added per login: {mean_added:+.2f} ms measured, {statistics.mean(index_ms):.2f} ms in the "
@@ -187,7 +191,7 @@ def main():
                 for _ in range(2):  # warm: imports, connections, caches
                     one_login(users[0], True, switch)
                 ok &= report(f"{args.backend}, {ENGINES[args.backend]} engine, {label} ({get_hasher().algorithm}), "
-                             f"{args.rows} other rows", measure(pairs, users, switch))
+                             f"{args.rows} other rows", measure(pairs, users, switch), judged=not hashers)
         try:
             load = os.getloadavg()[0]
         except OSError:
