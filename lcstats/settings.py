@@ -10,6 +10,7 @@ DJANGO_DEBUG       1/true/yes/on to turn DEBUG on (off by default)
 DJANGO_ALLOWED_HOSTS  comma-separated (default: localhost,127.0.0.1,[::1])
 DJANGO_LOG_LEVEL   level of the "students" loggers on stderr (default INFO)
 LOGOUT_LOCK_LEASE_SECONDS  how long a dead run's cluster lock blocks the next one (default 60; students.lock)
+LOGOUT_SESSIONS_STORE_IP   1/true/yes/on: the sessions index keeps each login's IP address (default off)
 """
 import os
 from pathlib import Path
@@ -76,6 +77,8 @@ CACHES = {"default": cache_from_url(os.environ.get("CACHE_URL") or "locmem://", 
 SESSION_ENGINE = session_engine(os.environ.get("SESSION_ENGINE") or "db")
 SESSION_FILE_PATH = os.environ.get("SESSION_FILE_PATH") or None
 LOGOUT_LOCK_LEASE_SECONDS = os.environ.get("LOGOUT_LOCK_LEASE_SECONDS")  # checked by students.lock
+# The "Your sessions" index (students.session_index) keeps no IP address unless this asks for one.
+LOGOUT_SESSIONS_STORE_IP = flag(os.environ.get("LOGOUT_SESSIONS_STORE_IP", ""))
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -16,4 +16,6 @@ urlpatterns = [
     path("nightly-logout/status/", warning.status, name="nightly_logout_status"),
     # The user's own time zone, for the per-user logout mode (students.zones).
     path("accounts/time-zone/", views.time_zone_page, name="time_zone"),
+    # The user's own sessions, and "Sign out my other sessions" (students.session_index).
+    path("account/sessions/", views.your_sessions, name="your_sessions"),
 ]

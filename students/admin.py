@@ -1,5 +1,7 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 
+from students import session_index
 from students.models import LogoutRun, UserTimeZone
 
 
@@ -77,6 +79,27 @@ class UserTimeZoneAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.action(description="Log out selected users now", permissions=["change"])
+def log_out_now(modeladmin, request, queryset):
+    """The same path as `logout_all_users --user` (students.session_index), recorded as a LogoutRun."""
+    users = list(queryset)
+    ended = session_index.end_sessions(users)
+    modeladmin.message_user(
+        request, f"Logged out {len(users)} user(s) now: {ended.sessions} session(s) ended; any other session of "
+                 f"theirs ends at its next request (run {ended.run_id}).", messages.SUCCESS)
+
+
+# The user admin Django (or the project) registered, with the action added.
+_User = get_user_model()
+_UserAdmin = type(admin.site.get_model_admin(_User))
+admin.site.unregister(_User)
+
+
+@admin.register(_User)
+class UserAdmin(_UserAdmin):
+    actions = [*(_UserAdmin.actions or []), log_out_now]
 
 
 # The index warns at the top while the nightly logout is overdue (students.health).

@@ -47,6 +47,7 @@ SCHEDULERS = tuple(LogoutSchedule.Scheduler.values)
 CACHE_KEY = "students:logout_schedule"
 DAY = timedelta(days=1)
 WARN_MINUTES_MAX = 720  # the warning banner shows at most 12 hours ahead
+MAX_SESSION_AGE_HOURS_MAX = 8760  # a year
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Schedule:
     warn_minutes: int = 0                    # the warning banner's window (students.warning); 0: off
     keep_remembered: bool = False            # "keep me signed in" offered and kept (students.remember)
     per_user_zones: bool = False             # each user's own zone (students.zones)
+    max_session_age_hours: int = 0           # students.cutoff.max_age_cutoff; 0: none
     previous_cutoffs: tuple = ()             # Cutoff, in force when this was recorded
     zone: ZoneInfo = field(default=None, compare=False, repr=False)
     # The clock cutoffs of each zone, valid from that zone's latest passed instant until its next one
@@ -155,6 +157,7 @@ class Schedule:
             **({"warn_minutes": self.warn_minutes} if self.warn_minutes else {}),
             **({"keep_remembered": True} if self.keep_remembered else {}),
             **({"per_user_zones": True} if self.per_user_zones else {}),
+            **({"max_session_age_hours": self.max_session_age_hours} if self.max_session_age_hours else {}),
         }
 
 
@@ -169,6 +172,7 @@ def _as_cache_value(row):
         "kept_user_ids": [str(i) for i in row.kept_user_ids], "recorded_at": row.recorded_at.isoformat(),
         "previous_cutoffs": list(row.previous_cutoffs), "warn_minutes": row.warn_minutes,
         "keep_remembered": row.keep_remembered, "per_user_zones": row.per_user_zones,
+        "max_session_age_hours": row.max_session_age_hours,
     }}
 
 
@@ -198,6 +202,7 @@ def parsed_schedule(row_json):
         warn_minutes=row.get("warn_minutes", 0),  # a value cached before migration 0003 has none
         keep_remembered=row.get("keep_remembered", False),  # nor before 0004
         per_user_zones=row.get("per_user_zones", False),  # nor before 0005
+        max_session_age_hours=row.get("max_session_age_hours", 0),  # nor before 0008
     )
 
 
@@ -278,10 +283,12 @@ def next_instant_at(schedule, now, session=None):
 
 @dataclass(frozen=True)
 class State:
-    """What one read found: the latest run's cutoff and the stored schedule (read_state)."""
+    """What one read found: the latest run's cutoff, the cutoffs of runs for some users alone and the
+    stored schedule (read_state)."""
 
     run: Cutoff | None
     stored: Schedule | None  # its times may be empty: cleared, its previous cutoffs still hold
+    users: tuple = ()  # cutoff.UserCutoffs of runs for some users alone (--user), if any
 
     @property
     def schedule(self):
@@ -293,11 +300,14 @@ class State:
         clock's (its zone's, in per-user mode). With no session: those that end every session (the
         cleanup)."""
         found = (self.run,) if self.run is not None else ()
+        if session is None:  # the cleanup: only what ends every session
+            return found + (self.stored.for_everyone(now) if self.stored is not None else ())
+        found += self.users
         if self.stored is None:
             return found
-        if session is None:
-            return found + self.stored.for_everyone(now)
-        return found + clock_cutoffs(self.stored, now, session)
+        hours = self.stored.max_session_age_hours
+        max_age = (cutoff.max_age_cutoff(hours, now),) if hours else ()
+        return found + max_age + clock_cutoffs(self.stored, now, session)
 
 
 def read_state():
@@ -305,8 +315,9 @@ def read_state():
     missing one."""
     values = cache.get_many([cutoff.CACHE_KEY, CACHE_KEY])
     run_value = values.get(cutoff.CACHE_KEY)
-    run = cutoff.from_cache_value(run_value if run_value is not None else cutoff.load_value())
-    return State(run=run, stored=_state(values.get(CACHE_KEY)))
+    run_value = run_value if run_value is not None else cutoff.load_value()
+    return State(run=cutoff.from_cache_value(run_value), stored=_state(values.get(CACHE_KEY)),
+                 users=cutoff.user_cutoffs(run_value))
 
 
 def cutoffs_in_force(now, session=None):
@@ -354,7 +365,8 @@ def zone_cutoffs(schedule, now):
 
 
 def record_schedule(main, also=(), *, zone_name, scheduler="cron", keep_staff=False, exclude_users=(),
-                    warn_minutes=0, keep_remembered=False, per_user_zones=False, check=False):
+                    warn_minutes=0, keep_remembered=False, per_user_zones=False, max_session_age_hours=0,
+                    check=False):
     """Record (or with check=True, only compare) the schedule. Returns (changed, Schedule).
     Raises ScheduleError (bad time, zone, scheduler or warning minutes) or selection.UnknownUsers."""
     times = parse_times(main, also)
@@ -363,10 +375,14 @@ def record_schedule(main, also=(), *, zone_name, scheduler="cron", keep_staff=Fa
         raise ScheduleError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, not {scheduler!r}")
     if warn_minutes != 0 and not 1 <= warn_minutes <= WARN_MINUTES_MAX:
         raise ScheduleError(f"--warn-minutes must be a whole number from 1 to {WARN_MINUTES_MAX}, not {warn_minutes!r}")
+    if not 0 <= max_session_age_hours <= MAX_SESSION_AGE_HOURS_MAX:
+        raise ScheduleError(f"--max-session-age must be a whole number of hours from 1 to {MAX_SESSION_AGE_HOURS_MAX} "
+                            f"(0: off), not {max_session_age_hours!r}")
     keep = resolve_keep_rule(exclude_users, False)
     wanted = dict(times=[f"{t:%H:%M}" for t in times], timezone=str(zone), scheduler=scheduler,
                   keep_staff=keep_staff, excluded_usernames=list(keep.usernames), kept_user_ids=keep.kept_ids,
-                  warn_minutes=warn_minutes, keep_remembered=keep_remembered, per_user_zones=per_user_zones)
+                  warn_minutes=warn_minutes, keep_remembered=keep_remembered, per_user_zones=per_user_zones,
+                  max_session_age_hours=max_session_age_hours)
     with transaction.atomic():
         row = LogoutSchedule.objects.select_for_update().current().first()
         if row is not None and all(getattr(row, name) == value for name, value in wanted.items()):

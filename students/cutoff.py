@@ -22,6 +22,8 @@ from django.core.cache import cache
 from students.models import LogoutRun
 from students.selection import LOGIN_TIME_KEY, REMEMBERED_KEY, logged_in_before  # noqa: F401  (LOGIN_TIME_KEY: benchmarks read it here)
 
+SPARED_BY_KEY = "_students_spared_by_run"  # set by students.session_index.end_other_sessions
+
 CACHE_KEY = "students:logout_cutoff"
 # How stale a web process's view of the cutoff may be. With a per-process cache (locmem) a new
 # cutoff written by the command in another process is seen within this many seconds; with a
@@ -48,11 +50,52 @@ class Cutoff:
         return logged_in_before(session, self.at)
 
 
-def _as_cache_value(run):
+@dataclass(frozen=True)
+class UserCutoffs:
+    """The cutoffs of runs that logged out some users alone (`logout_all_users --user`, the user
+    admin's action, "Sign out my other sessions": students.session_index): {str(pk): (epoch
+    seconds, run id)}, the latest run of each user. No keep rule spares them; only the session
+    that asked for its user's other sessions to end carries that run's id (SPARED_BY_KEY)."""
+
+    by_user: dict
+
+    def ends(self, session, user):
+        found = self.by_user.get(str(user.pk))
+        if found is None:
+            return False
+        at, run_id = found
+        return session.get(SPARED_BY_KEY) != run_id and logged_in_before(session, at)
+
+
+def max_age_cutoff(hours, now):
+    """The schedule's maximum session age (OWASP ASVS 7.3.2) as a cutoff at `now`: a session that
+    logged in more than `hours` ago ends, whoever's and remembered or not."""
+    return Cutoff(at=now.timestamp() - hours * 3600)
+
+
+def _as_cache_value(run, users=None):
+    users = {} if users is None else users
     if run is None:
-        return {"at": None}
+        return {"at": None, "users": users}
     return {"at": run.cutoff_at.timestamp(), "kept": [str(i) for i in run.kept_user_ids],
-            "keep_staff": run.keep_staff, "keep_remembered": run.keep_remembered}
+            "keep_staff": run.keep_staff, "keep_remembered": run.keep_remembered, "users": users}
+
+
+def user_cutoffs(value):
+    """The cached value's UserCutoffs, as a tuple to add to the cutoffs in force (empty: none)."""
+    users = value.get("users")  # cached before migration 0008: none
+    return (UserCutoffs(by_user={uid: tuple(found) for uid, found in users.items()}),) if users else ()
+
+
+def _latest_user_runs():
+    """{str(pk): [epoch seconds, run id]} of the latest successful run that logged out each user alone."""
+    found = {}
+    runs = (LogoutRun.objects.successful().for_named_users()
+            .order_by("started_at").values_list("only_user_ids", "started_at", "pk"))
+    for user_ids, started_at, pk in runs:
+        for uid in user_ids:
+            found[str(uid)] = [started_at.timestamp(), pk]
+    return found
 
 
 def from_cache_value(value):
@@ -70,7 +113,7 @@ def latest_run():
 
 def load_value():
     """Read the latest run cutoff from the database into the cache; return the cached value."""
-    value = _as_cache_value(latest_run())
+    value = _as_cache_value(latest_run(), _latest_user_runs())
     cache.set(CACHE_KEY, value, CACHE_SECONDS)
     return value
 
@@ -78,5 +121,6 @@ def load_value():
 def publish(run):
     """After `run` finished: put the latest cutoff into the cache so this cache's readers see it
     now. That is `run`'s unless it was a late scheduled run standing for an earlier instant than
-    a run before it, or a per-user time zone run, which sets none (hence the query)."""
-    cache.set(CACHE_KEY, _as_cache_value(latest_run()), CACHE_SECONDS)
+    a run before it, or a per-user time zone run, which sets none (hence the query); a run for some
+    users alone adds their cutoff."""
+    cache.set(CACHE_KEY, _as_cache_value(latest_run(), _latest_user_runs()), CACHE_SECONDS)

@@ -121,7 +121,8 @@ def _iso(value):
 
 def last_success():
     """When the newest successful logout run started (one indexed query), or None."""
-    return LogoutRun.objects.successful().order_by("-started_at").values_list("started_at", flat=True).first()
+    return (LogoutRun.objects.successful().excluding_named_users()
+            .order_by("-started_at").values_list("started_at", flat=True).first())
 
 
 def last_firing():

@@ -1,7 +1,7 @@
 from django.contrib.auth import logout
 from django.utils import timezone
 
-from students import cleanup, clock, remember
+from students import cleanup, clock, remember, session_index
 
 
 class LogoutCutoffMiddleware:
@@ -25,6 +25,7 @@ class LogoutCutoffMiddleware:
         response = self._respond(request)
         if key_before and session is not None and session.session_key != key_before:
             remember.follow_new_key(request, key_before)
+            session_index.follow_new_key(request, key_before)
         return response
 
     def _respond(self, request):

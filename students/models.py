@@ -11,8 +11,16 @@ class LogoutRunQuerySet(models.QuerySet):
 
     def site_wide(self):
         """Runs that set a site-wide cutoff: not per-user time zone runs (students.zones), which end
-        only their zones' sessions."""
-        return self.filter(zones__isnull=True)
+        only their zones' sessions, nor runs for named users alone."""
+        return self.filter(zones__isnull=True).excluding_named_users()
+
+    def for_named_users(self):
+        """Runs that logged out named users alone (`logout_all_users --user`, the admin's action, "Sign
+        out my other sessions": students.session_index); they stand for no scheduled time."""
+        return self.filter(only_user_ids__isnull=False)
+
+    def excluding_named_users(self):
+        return self.filter(only_user_ids__isnull=True)
 
     def latest_cutoff_first(self):
         """By cutoff (stands_for, else started_at), latest first: a late scheduled run stands for an
@@ -59,6 +67,11 @@ class LogoutRun(models.Model):
     # A --scheduled run in per-user time zone mode: {zone: ISO instant} of the zones it logged out
     # (students.zones). It ends nobody else, so it sets no site-wide cutoff. Null: any other run.
     zones = models.JSONField(null=True, blank=True)
+    # `logout_all_users --user` (or the user admin's action, or a user's "Sign out my other sessions":
+    # students.session_index): the run logged out these users alone, so its cutoff ends only their
+    # sessions (students.cutoff.UserCutoffs) and it is not the nightly run. Null: any other run.
+    only_user_ids = models.JSONField(null=True, blank=True)
+    only_usernames = models.JSONField(default=list, blank=True)
     outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.RUNNING)
     error = models.TextField(blank=True)
 
@@ -112,6 +125,9 @@ class LogoutSchedule(models.Model):
     keep_remembered = models.BooleanField(default=False)
     # Each user is logged out at these local times in their own zone (UserTimeZone; students.zones).
     per_user_zones = models.BooleanField(default=False)
+    # OWASP ASVS 7.3.2: a session is logged out at its first request more than this many hours after its
+    # login, remembered ones included (students.cutoff.max_age_cutoff); 0: no maximum.
+    max_session_age_hours = models.PositiveSmallIntegerField(default=0)
 
     objects = LogoutScheduleQuerySet.as_manager()
 

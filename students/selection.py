@@ -11,7 +11,7 @@ from django.core import signing
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-LOGIN_TIME_KEY = "_students_login_time"  # written at login by students.cutoff.remember_login_time
+LOGIN_TIME_KEY = "_students_login_time"  # written at login by students.signals.remember_login_time
 REMEMBERED_KEY = "_students_remembered"  # "keep me signed in": written at login by students.remember
 ZONE_KEY = "_students_zone"  # the user's time zone at login ("": the schedule's), by students.zones.stamp
 # A login time more than this far ahead of this host's clock was stamped by a web host whose clock runs

@@ -1,11 +1,11 @@
 """The app's signal receivers, connected once by StudentsConfig.ready (students.apps) importing this
 module. Each stamps or schedules; what it stamps is read elsewhere (named on each)."""
-from django.contrib.auth.signals import user_logged_in
+from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.core.signals import request_finished
 from django.dispatch import receiver
 from django.utils import timezone
 
-from students import cleanup, clock, zones
+from students import cleanup, clock, session_index, zones
 from students.selection import LOGIN_TIME_KEY
 
 
@@ -24,6 +24,12 @@ def stamp_at_login(sender, request, user, **kwargs):
     one query per login)."""
     if request is not None and hasattr(request, "session"):
         zones.stamp(request.session, user, timezone.now(), clock.recorded_schedule())
+
+
+# After the two stamps above (receivers run in the order they connect): the ownership index's row
+# copies the login time and the zone from the session. session_index's functions are the receivers.
+user_logged_in.connect(session_index.record_login, dispatch_uid="students.session_index.record_login")
+user_logged_out.connect(session_index.forget_at_logout, dispatch_uid="students.session_index.forget")
 
 
 @receiver(request_finished, dispatch_uid="students.signals.cleanup_after_response")

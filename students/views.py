@@ -1,18 +1,20 @@
 import logging
-from datetime import UTC
+from datetime import UTC, datetime
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_safe
+from django.views.decorators.http import require_http_methods, require_safe
 
-from students import clock, health, zones
+from students import clock, health, session_index, zones
 from students.forms import TimeZoneForm
 from students.models import UserTimeZone
 from students.schedule import zone_info
+from students.selection import LOGIN_TIME_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,33 @@ def nightly_logout_health(request):
         logger.exception("Nightly logout health: the database could not be read")
         body = {**dict.fromkeys(health.KEYS), "status": health.UNKNOWN}
     return JsonResponse(body, status=200 if body["status"] in health.HEALTHY else 503)
+
+
+@login_required
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def your_sessions(request):
+    """GET: the user's sessions the index knows (browser, login time in their zone, this one marked).
+    POST (CSRF-checked): "Sign out my other sessions", then GET (students.session_index)."""
+    if request.method == "POST":
+        ended = session_index.end_other_sessions(request)
+        messages.success(request, f"Signed out your other sessions ({ended.sessions} ended now; any other "
+                                  "ends at its next request). This session stays signed in.")
+        return redirect("your_sessions")
+    now = timezone.now()
+    schedule = clock.recorded_schedule()
+    zone = zone_info(zones.zone_in_effect(request.user, now)) or (schedule.zone if schedule else UTC)
+    current_key = request.session.session_key
+    rows = [{"browser": session_index.describe_user_agent(row.user_agent),
+             "logged_in_at": row.logged_in_at.astimezone(zone), "current": row.session_key == current_key,
+             "ip_address": row.ip_address} for row in session_index.sessions_of(request.user)]
+    if not any(row["current"] for row in rows):  # signed cookies, or a login from before the index
+        stamped = request.session.get(LOGIN_TIME_KEY)
+        rows.insert(0, {"browser": session_index.describe_user_agent(request.META.get("HTTP_USER_AGENT", "")),
+                        "logged_in_at": datetime.fromtimestamp(stamped, zone) if isinstance(stamped, (int, float))
+                        else None, "current": True, "ip_address": None})
+    rows.sort(key=lambda row: not row["current"])  # this session first
+    return render(request, "students/your_sessions.html", {"sessions": rows, "zone": str(zone)})
 
 
 @login_required

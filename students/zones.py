@@ -107,7 +107,9 @@ def due_zones(schedule, now):
     successful run stands for yet, grouped by that time. Raises NotDue when there are none. Read
     from the database: call it under the cluster lock."""
     recent = LogoutRun.objects.successful().filter(started_at__gte=now - timedelta(days=3))
-    covered_by_all = max((run.cutoff_at for run in recent if run.zones is None), default=None)
+    # A run for some users alone (--user) covers nobody else.
+    covered_by_all = max((run.cutoff_at for run in recent if run.zones is None and run.only_user_ids is None),
+                         default=None)
     covered = {}
     for run in recent.exclude(zones__isnull=True):
         for name, instant in run.zones.items():

@@ -16,12 +16,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DOTTED = re.compile(r"(?<![\w./-])students(?:\.[A-Za-z_]\w*)+")
 CHECK_ID = re.compile(r"^students\.[EW]\d+$")
-# Named here by another lane's code that is merged beside this one (lane index-write adds the module;
-# lane index-purge owns the comment): remove each entry when its merge lands.
-PENDING_ELSEWHERE = {
-    ("students/models.py", "students.session_index"),
-    ("students/selection.py", "students.cutoff.remember_login_time"),  # now students.signals.remember_login_time
-}
 
 
 def python_prose(text):
@@ -82,6 +76,5 @@ def test_the_scan_finds_names_and_the_check_tells_a_stale_one():
 
 
 def test_every_dotted_students_name_in_prose_exists():
-    stale = [f"{path}:{line}: {name}" for path, line, name in named()
-             if (path, name) not in PENDING_ELSEWHERE and not exists(name)]
+    stale = [f"{path}:{line}: {name}" for path, line, name in named() if not exists(name)]
     assert not stale, "names that no longer exist:\n" + "\n".join(stale)

@@ -14,13 +14,14 @@ from urllib.parse import urlsplit
 
 import redis as redis_py
 from django.conf import settings
-from django.core.cache import cache
+from django.contrib.sessions.models import Session
+from django.core.cache import cache, caches
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
 from students import health
-from students.clock import Schedule, recorded_schedule
+from students.clock import DAY, Schedule, recorded_schedule
 
 PASSWORD = "a-long-test-password-42"
 ENGINES = ["db", "cached_db", "file", "signed_cookies"]
@@ -194,3 +195,36 @@ def database_url_for(name, folder):
     if ON_POSTGRES:
         return urlsplit(SERVER_URL)._replace(path=f"/{name}").geturl()
     return f"sqlite:///{folder / (name + '.sqlite3')}"
+
+
+# --- "keep me signed in" (test_remember, test_session_index) ------------------------------------
+
+def offer(clock=None, *options):
+    """Record a 02:00 UTC schedule with --keep-remembered (the day before D when the clock is pinned)."""
+    if clock is not None:
+        clock(D - DAY + timedelta(hours=12))
+    status, out = command("logout_schedule", "--set", "02:00", "--timezone", "UTC", "--keep-remembered", *options)
+    assert status == 0, out
+
+
+def login_remembered(username):
+    client = Client()
+    response = client.post("/accounts/login/", {"username": username, "password": PASSWORD, "remember": "on"})
+    assert response.status_code == 302, response.content[:300]
+    assert is_signed_in(client, username)
+    return client
+
+
+def key_of(client):
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+def in_storage(kind, key):
+    """Is this session key still in the engine's storage, looked at where the engine keeps it?"""
+    if kind in ("db", "cached_db"):
+        return Session.objects.filter(session_key=key).exists()
+    if kind == "file":
+        return os.path.exists(os.path.join(settings.SESSION_FILE_PATH, settings.SESSION_COOKIE_NAME + key))
+    cache = caches["default"]
+    return bool(redis_py.Redis.from_url(cache._servers[0]).exists(
+        cache.make_key("django.contrib.sessions.cache" + key)))

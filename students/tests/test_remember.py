@@ -8,52 +8,19 @@ import os
 from datetime import timedelta
 
 import pytest
-import redis as redis_py
 from django.conf import settings
 from django.contrib.sessions.models import Session
-from django.core.cache import caches
 from django.test import Client
 
 from students import cleanup
 from students.clock import DAY
 from students.models import LogoutRun, LogoutSchedule, RememberedLogin
 from students.selection import REMEMBERED_KEY
-from students.tests.helpers import (D, PASSWORD, command, is_signed_in, login, use_engine,
-                                     without_cutoff_middleware)
+from students.tests.helpers import (D, PASSWORD, command, in_storage, is_signed_in, key_of, login,
+                                     login_remembered, offer, use_engine, without_cutoff_middleware)
 
 pytestmark = pytest.mark.django_db
 CHECKBOX = 'name="remember"'
-
-
-def offer(clock=None, *options):
-    """Record a 02:00 UTC schedule with --keep-remembered (the day before D when the clock is pinned)."""
-    if clock is not None:
-        clock(D - DAY + timedelta(hours=12))
-    status, out = command("logout_schedule", "--set", "02:00", "--timezone", "UTC", "--keep-remembered", *options)
-    assert status == 0, out
-
-
-def login_remembered(username):
-    client = Client()
-    response = client.post("/accounts/login/", {"username": username, "password": PASSWORD, "remember": "on"})
-    assert response.status_code == 302, response.content[:300]
-    assert is_signed_in(client, username)
-    return client
-
-
-def key_of(client):
-    return client.cookies[settings.SESSION_COOKIE_NAME].value
-
-
-def in_storage(kind, key):
-    """Is this session key still in the engine's storage, looked at where the engine keeps it?"""
-    if kind in ("db", "cached_db"):
-        return Session.objects.filter(session_key=key).exists()
-    if kind == "file":
-        return os.path.exists(os.path.join(settings.SESSION_FILE_PATH, settings.SESSION_COOKIE_NAME + key))
-    cache = caches["default"]
-    return bool(redis_py.Redis.from_url(cache._servers[0]).exists(
-        cache.make_key("django.contrib.sessions.cache" + key)))
 
 
 @pytest.fixture(params=["db", "cached_db-on-redis", "file", "cache-on-redis"])

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, ProgrammingError
 from django.utils import timezone
 
-from students import clock, health
+from students import clock, health, session_index
 from students.engines import UnsupportedEngine
 from students.lock import LockHeld, LockLost
 from students.logout import logout_all_users
@@ -102,8 +102,15 @@ class Command(BaseCommand):
                             help="Also write the run's outcome, exit status and counts to PATH as one JSON "
                                  "object, on success and on failure, replacing it atomically (for the "
                                  "wrapper's metrics: they read this, not the printed lines).")
+        parser.add_argument("--user", action="append", default=[], metavar="USERNAME",
+                            help="Log out only this user, now (repeatable): delete their sessions the index knows "
+                                 "and set a cutoff for them alone, which ends the rest (signed cookies too) at "
+                                 "their next request. An unknown username is an error and nothing is done. "
+                                 "Goes with --json only.")
 
     def handle(self, *args, **options):
+        if options["user"]:
+            return self._log_out_users(options)
         path = options["summary_file"]
         if path is None:
             return self._handle(options)
@@ -182,6 +189,35 @@ class Command(BaseCommand):
             hint = " (has `manage.py migrate` been run on this database?)" if unmigrated else ""
             raise CommandError(f"Database error{_done_so_far(exc)}: {_one_line(exc)}{hint}")
         raise CommandError(f"Session storage error{_done_so_far(exc)}: {_one_line(exc)}")
+
+    def _log_out_users(self, options):
+        """--user: those users alone, now (students.session_index). Any option that shapes a full run
+        would silently mean nothing here, so it is refused."""
+        shaping = ("dry_run", "exclude_user", "keep_staff", "keep_remembered", "check_due", "scheduled",
+                   "summary_file")
+        clashing = [f"--{name.replace('_', '-')}" for name in shaping if options[name]]
+        if options["batch_size"] != DEFAULT_BATCH_SIZE:
+            clashing.append("--batch-size")
+        if clashing:
+            raise CommandError(f"--user logs out the named users now and cannot be combined with "
+                               f"{', '.join(clashing)}", returncode=2)
+        try:
+            ended = session_index.log_out_users(options["user"])
+        except session_index.UnknownUsernames as exc:
+            raise CommandError(_one_line(exc))
+        except DatabaseError as exc:
+            raise CommandError(f"Database error: {_one_line(exc)}")
+        except OSError as exc:
+            raise CommandError(f"Session storage error: {_one_line(exc)}")
+        if options["json"]:
+            self.stdout.write(json.dumps({"run_id": ended.run_id, "usernames": list(ended.usernames),
+                                          "deleted_sessions": ended.sessions,
+                                          "purge_ms": round(ended.purge_ms, 3)}, sort_keys=True))
+            return
+        self.stdout.write(self.style.SUCCESS(
+            f"Logged out {', '.join(ended.usernames)} now by deleting {ended.sessions} indexed session(s); "
+            "any other session of theirs ends at its next request"))
+        self.stdout.write(f"Purge work: {ended.purge_ms:.1f} ms (run {ended.run_id})")
 
     def _check_due(self, options):
         """--check-due: the same decision a --scheduled run makes under the cluster lock, made without

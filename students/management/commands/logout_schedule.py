@@ -33,6 +33,14 @@ def _warn_minutes(text):
     return int(text)
 
 
+def _max_session_age(text):
+    """An argparse type: whole hours from 0 (off) to clock.MAX_SESSION_AGE_HOURS_MAX (else exit 2)."""
+    if not text.strip().isdigit() or int(text) > clock.MAX_SESSION_AGE_HOURS_MAX:
+        raise argparse.ArgumentTypeError(f"must be a whole number of hours from 1 to {clock.MAX_SESSION_AGE_HOURS_MAX} "
+                                         f"(0: off), not {text!r}")
+    return int(text)
+
+
 class Command(BaseCommand):
     help = (
         "Record the nightly logout's schedule in the site's database, so the site itself logs everyone "
@@ -69,6 +77,9 @@ class Command(BaseCommand):
         parser.add_argument("--warn-minutes", type=_warn_minutes, metavar="N",
                             help="Signed-in pages warn of each logout from N minutes before it (1-720), with a "
                                  "live countdown; without it, no warning.")
+        parser.add_argument("--max-session-age", type=_max_session_age, metavar="HOURS",
+                            help="Log a session out at its first request more than HOURS after its login "
+                                 "(1-8760), remembered ones included (OWASP ASVS 7.3.2); 0 or absent: no maximum.")
         parser.add_argument("--check", action="store_true",
                             help="Change nothing; report whether a real run would change the record.")
         parser.add_argument("--json", action="store_true", help="Print one JSON object instead of text.")
@@ -76,7 +87,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if options["set"] is None:
             misplaced = [name for name in ("also", "timezone", "keep_staff", "exclude_user", "warn_minutes",
-                                                    "keep_remembered", "per_user_zones")
+                                                    "keep_remembered", "per_user_zones", "max_session_age")
                          if options[name]] + (["scheduler"] if options["scheduler"] != "cron" else [])
             if misplaced:
                 raise CommandError(f"--{misplaced[0].replace('_', '-')} goes with --set", returncode=2)
@@ -93,7 +104,8 @@ class Command(BaseCommand):
                     options["set"], options["also"], zone_name=options["timezone"], scheduler=options["scheduler"],
                     keep_staff=options["keep_staff"], exclude_users=options["exclude_user"],
                     warn_minutes=options["warn_minutes"] or 0, keep_remembered=options["keep_remembered"],
-                    per_user_zones=options["per_user_zones"], check=options["check"])
+                    per_user_zones=options["per_user_zones"],
+                    max_session_age_hours=options["max_session_age"] or 0, check=options["check"])
         except (ScheduleError, UnknownUsers) as exc:
             raise CommandError(str(exc))
         except DatabaseError as exc:
@@ -142,6 +154,8 @@ def _describe(schedule):
     kept = ((["all staff"] if schedule.keep_staff else []) + list(schedule.excluded_usernames)
             + (["remembered sessions"] if schedule.keep_remembered else []))
     warning = f", warns {schedule.warn_minutes} minutes before" if schedule.warn_minutes else ""
+    if schedule.max_session_age_hours:
+        warning += f", ends sessions {schedule.max_session_age_hours} hours after login"
     where = (f"in each user's own time zone ({schedule.timezone} for users without one)"
              if schedule.per_user_zones else schedule.timezone)
     return (f"daily at {', '.join(f'{at:%H:%M}' for at in schedule.times)} {where}, "
