@@ -6,8 +6,9 @@ Django's RedisCache), cache-redis (the cache engine on Django's RedisCache; user
 SQLite) and file (the file engine, SESSION_FILE_PATH a fresh folder in the benchmark's temp folder; users
 in SQLite). It fills the store with N sessions in a realistic mix (live students, 5% of all sessions
 "keep me signed in" ones with their RememberedLogin rows, live staff, anonymous, expired; data encoded by
-Django's own SessionStore; one ownership-index row per login session, as the server writes at login), then runs each approach on an identical refill, each in its own child
-process so one approach's memory never shows up in another's figure:
+Django's own SessionStore; one ownership-index row per login session, as the server writes at login),
+then runs each approach on an identical refill, each in its own child process so one approach's memory
+never shows up in another's figure:
 
   floor            the cheapest correct purge of that store, nothing decoded:
                      db         one raw SQL `DELETE FROM django_session` (every floor also empties the
@@ -296,7 +297,8 @@ class Fill:
             yield key, str(uid), "", dt.datetime.fromtimestamp(login, dt.timezone.utc).isoformat(" ")
 
     def must_keep(self, approach):
-        if approach in ("ours_zone_hour", "floor_zone_keys"):  # every live session but the Tokyo users' (all began a day ago)
+        if approach in ("ours_zone_hour", "floor_zone_keys"):  # every live session but the Tokyo users'
+            # (all began a day ago)
             live = set().union(*(keys for kind, keys in self.keys_of.items() if not kind.startswith("expired")))
             return live - self.zone_hour_keys
         return {"ours_keep_staff": self.keys_of["staff"],
@@ -339,7 +341,8 @@ class Fill:
         if approach not in LEAVE_ROWS and left["rows"] != self.indexed_keys & left["sessions"]:
             wrong.append(f"index rows left: {len(left['rows']):,}, of which "
                          f"{len(left['rows'] - left['sessions']):,} of deleted sessions; "
-                         f"{len(self.indexed_keys & left['sessions'] - left['rows']):,} rows of sessions left are missing")
+                         f"{len(self.indexed_keys & left['sessions'] - left['rows']):,} rows of sessions left "
+                         "are missing")
         return wrong
 
 
@@ -751,7 +754,8 @@ def zone_keys_floor_for(engine):
     due_users = [str(uid) for uid in UserTimeZone.objects.filter(zone=ZONE_HOUR_ZONE).values_list("user_id", flat=True)]
     keys = []
     for start in range(0, len(due_users), 500):
-        keys += SessionOwner.objects.filter(user_id__in=due_users[start:start + 500]).values_list("session_key", flat=True)
+        keys += SessionOwner.objects.filter(user_id__in=due_users[start:start + 500]).values_list(
+            "session_key", flat=True)
     postgres = connection.vendor == "postgresql"
 
     def delete_keys(cur, table, column, some):
