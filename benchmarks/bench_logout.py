@@ -6,11 +6,13 @@ Django's RedisCache), cache-redis (the cache engine on Django's RedisCache; user
 SQLite) and file (the file engine, SESSION_FILE_PATH a fresh folder in the benchmark's temp folder; users
 in SQLite). It fills the store with N sessions in a realistic mix (live students, 5% of all sessions
 "keep me signed in" ones with their RememberedLogin rows, live staff, anonymous, expired; data encoded by
-Django's own SessionStore), then runs each approach on an identical refill, each in its own child
-process so one approach's memory never shows up in another's figure:
+Django's own SessionStore; one ownership-index row per login session, as the server writes at login),
+then runs each approach on an identical refill, each in its own child process so one approach's memory
+never shows up in another's figure:
 
   floor            the cheapest correct purge of that store, nothing decoded:
-                     db         one raw SQL `DELETE FROM django_session`
+                     db         one raw SQL `DELETE FROM django_session` (every floor also empties the
+                                index's table: `DELETE FROM students_sessionowner`)
                      cached_db  one `DELETE ... RETURNING session_key`, then UNLINK of those cache keys
                                 in batches of 1,000, pipelined
                      cache      SCAN MATCH the session keys (32 key chars after the engine's prefix)
@@ -31,10 +33,12 @@ process so one approach's memory never shows up in another's figure:
                    a day (record_zone_hour): every tenth student's zone is Asia/Tokyo, everyone else has
                    none (the schedule's, UTC), and the run stands for Tokyo's time an hour ago. It
                    deletes the Tokyo users' sessions (7.5% of the live ones) and the expired ones;
-                   every other session stays, read but unverified. Its fair floor is not `floor` (which
-                   deletes everything, reading nothing): no index says whose a session is, so the
-                   cheapest correct run still reads every live row's data once to find its user, then
-                   deletes a few by key; its ratio to `floor` is printed all the same
+                   every other session stays. With the ownership index (issue 22) it deletes the
+                   Tokyo users' sessions by the keys their rows give and reads only the sessions
+                   without a row (the anonymous ones).
+  floor_zone_keys  ours_zone_hour's floor: deleting exactly what it deletes, by key, the keys already
+                   known (the Tokyo users' rows, read before the clock starts): their sessions and
+                   rows (cached_db: and cache entries), then the expired sessions and their rows
 
 Before each approach it plants unrelated Redis keys (other key prefixes, versions, cache entries) or
 unrelated files in the session folder; after it, it checks what is left: exactly the sessions the
@@ -70,11 +74,13 @@ REPO = HERE.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 APPROACHES = ["floor", "naive", "per_session", "ours", "ours_keep_staff", "ours_keep_remembered", "ours_late",
-              "ours_zone_hour"]
+              "ours_zone_hour", "floor_zone_keys"]
+INDEX_TABLE = "students_sessionowner"  # students.models.SessionOwner: the ownership index (issue 22)
 # SESSION_ENGINE of each backend; the peers that need the session table run only where there is one.
 ENGINES = {"sqlite": "db", "postgres": "db", "cached_db-redis": "cached_db", "cache-redis": "cache",
            "file": "file"}
 TABLE_ONLY = {"naive", "per_session"}
+LEAVE_ROWS = {"naive", "per_session"}  # the peers know nothing of the index: its rows are not checked after them
 BENCH_PASSWORD = "bench-password-1"  # every generated user has it, so bench_site_up can log in
 SESSION_COOKIE_AGE = 14 * 86400  # Django's default, which lcstats keeps: a save sets expiry = save + this
 FLOOR_BATCH = 1000  # keys per UNLINK in the Redis floors
@@ -178,6 +184,7 @@ class Fill:
         self.keys_of = {kind: set() for kind, _ in self.mix}
         self.remembered = []  # (session_key, user id, login time as epoch seconds): the RememberedLogin rows
         self.zone_hour_keys = set()  # sessions of the users in ZONE_HOUR_ZONE: what ours_zone_hour logs out
+        self.owners = []  # (session_key, user id, login time as epoch seconds): the ownership index's rows
 
     def create_users(self):
         """One user per ten sessions; 1 in 500 is staff. Returns (student ids, staff ids)."""
@@ -259,6 +266,8 @@ class Fill:
                 data, text = rng.choice(anonymous)
             if kind in ("student", "remembered", "expired_user") and uid in zone_hour_users:
                 self.zone_hour_keys.add(key)
+            if kind in ("student", "staff", "remembered", "expired_user"):  # a login: the server wrote its row
+                self.owners.append((key, uid, login_time))
             if kind == "remembered":
                 expire = remembered_until.replace(tzinfo=None)  # fixed at login; last saved at the login
             elif kind.startswith("expired"):
@@ -277,8 +286,19 @@ class Fill:
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         return [row for row in self.rows if row[2] > now]
 
+    @property
+    def indexed_keys(self):
+        return {key for key, _, _ in self.owners}
+
+    def index_rows(self):
+        """The index's rows as text lines for COPY / executemany: key, user id, zone (none stamped in
+        this fill), login time (UTC)."""
+        for key, uid, login in self.owners:
+            yield key, str(uid), "", dt.datetime.fromtimestamp(login, dt.timezone.utc).isoformat(" ")
+
     def must_keep(self, approach):
-        if approach == "ours_zone_hour":  # every live session but the Tokyo users' (all began a day ago)
+        if approach in ("ours_zone_hour", "floor_zone_keys"):  # every live session but the Tokyo users'
+            # (all began a day ago)
             live = set().union(*(keys for kind, keys in self.keys_of.items() if not kind.startswith("expired")))
             return live - self.zone_hour_keys
         return {"ours_keep_staff": self.keys_of["staff"],
@@ -317,6 +337,12 @@ class Fill:
                 wrong.append(f"{len(stale):,} cache keys of deleted sessions left")
         if left["unrelated_missing"]:
             wrong.append("unrelated deleted or changed: " + ", ".join(left["unrelated_missing"]))
+        # The index follows: exactly the rows of the indexed sessions left (none of a deleted session).
+        if approach not in LEAVE_ROWS and left["rows"] != self.indexed_keys & left["sessions"]:
+            wrong.append(f"index rows left: {len(left['rows']):,}, of which "
+                         f"{len(left['rows'] - left['sessions']):,} of deleted sessions; "
+                         f"{len(self.indexed_keys & left['sessions'] - left['rows']):,} rows of sessions left "
+                         "are missing")
         return wrong
 
 
@@ -368,6 +394,8 @@ class SQLiteTarget:
             cur.executemany("INSERT INTO django_session (session_key, session_data, expire_date) "
                             "VALUES (%s, %s, %s)",
                             ((k, d, e.isoformat(" ")) for k, d, e, _ in fill.rows if self.with_sessions))
+            cur.executemany(f"INSERT INTO {INDEX_TABLE} (session_key, user_id, zone, logged_in_at, user_agent) "
+                            "VALUES (%s, %s, %s, %s, '')", fill.index_rows())
         connection.close()
         shutil.copyfile(self.path, self.template)
 
@@ -394,6 +422,7 @@ class PostgresTarget:
         for k, d, e, _ in fill.rows:
             buf.write(f"{k}\t{d}\t{e.isoformat(' ')}+00\n")
         self.copy_data = buf.getvalue()
+        self.copy_index = "".join("\t".join(row) + "\t\n" for row in fill.index_rows())
         self.refill(fill)
 
     def refill(self, fill):
@@ -406,8 +435,13 @@ class PostgresTarget:
             with raw.copy("COPY django_session (session_key, session_data, expire_date) "
                           "FROM STDIN (FREEZE)") as cp:
                 cp.write(self.copy_data)
+            cur.execute(f"TRUNCATE {INDEX_TABLE}")
+            with raw.copy(f"COPY {INDEX_TABLE} (session_key, user_id, zone, logged_in_at, user_agent) "
+                          "FROM STDIN (FREEZE)") as cp:
+                cp.write(self.copy_index)
         with connection.cursor() as cur:
             cur.execute("ANALYZE django_session")
+            cur.execute(f"ANALYZE {INDEX_TABLE}")
             cur.execute("CHECKPOINT")  # so no approach pays for another's dirty pages
         connection.close()
 
@@ -421,6 +455,17 @@ def count_sessions():
         n = cur.fetchone()[0]
     connection.close()
     return n
+
+
+def index_keys():
+    """The session keys the ownership index's rows name."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT session_key FROM {INDEX_TABLE}")
+        keys = {k for (k,) in cur.fetchall()}
+    connection.close()
+    return keys
 
 
 def table_keys():
@@ -574,6 +619,7 @@ class Store:
         outside = self.redis or self.files
         return {
             "sessions": table_keys() if engine in ("db", "cached_db") else outside.keys(),
+            "rows": index_keys(),
             "cache_keys": self.redis.keys() if engine == "cached_db" else None,
             "unrelated_missing": outside.unrelated_missing() if outside else [],
             "unrelated_planted": (len(self.redis.unrelated) if self.redis
@@ -600,14 +646,16 @@ def run_child(approach, limit):
         load_command_class(get_commands()["logout_all_users"], "logout_all_users")
     if approach == "ours_late":
         record_late_schedule()
-    if approach == "ours_zone_hour":
+    if approach in ("ours_zone_hour", "floor_zone_keys"):
         record_zone_hour()
     engine = import_module(settings.SESSION_ENGINE)
     floor = floor_for(settings.SESSION_ENGINE.rsplit(".", 1)[-1]) if approach == "floor" else None
+    if approach == "floor_zone_keys":
+        floor = zone_keys_floor_for(settings.SESSION_ENGINE.rsplit(".", 1)[-1])
     out, processed = io.StringIO(), None
 
     start = time.perf_counter()
-    if approach == "floor":
+    if approach in ("floor", "floor_zone_keys"):
         floor()
     elif approach == "naive":
         Session.objects.all().delete()
@@ -652,10 +700,15 @@ def floor_for(engine):
             pipe.unlink(*batch)
         pipe.execute()
 
+    def empty_index():
+        with connection.cursor() as cur:
+            cur.execute(f"DELETE FROM {INDEX_TABLE}")
+
     if engine == "db":
         def floor():
             with connection.cursor() as cur:
                 cur.execute("DELETE FROM django_session")
+                cur.execute(f"DELETE FROM {INDEX_TABLE}")
     elif engine in ("cache", "cached_db"):
         import redis
 
@@ -665,12 +718,14 @@ def floor_for(engine):
         if engine == "cache":
             def floor():
                 unlink_all(client, client.scan_iter(match=glob_escape(head) + SESSION_KEY_GLOB, count=FLOOR_BATCH))
+                empty_index()
         else:
             def floor():
                 with connection.cursor() as cur:
                     cur.execute("DELETE FROM django_session RETURNING session_key")
                     unlink_all(client, (head + key for rows in iter(lambda: cur.fetchmany(FLOOR_BATCH), [])
                                         for (key,) in rows))
+                empty_index()
     elif engine == "file":
         folder, prefix = settings.SESSION_FILE_PATH, settings.SESSION_COOKIE_NAME
 
@@ -680,9 +735,94 @@ def floor_for(engine):
                     if (entry.name.startswith(prefix) and is_session_key(entry.name[len(prefix):])
                             and entry.is_file(follow_symlinks=False)):
                         os.unlink(entry.path)
+            empty_index()
     else:
         raise ValueError(f"no floor for session engine {engine!r}")
     return floor
+
+
+def zone_keys_floor_for(engine):
+    """ours_zone_hour's floor: delete exactly what it must, by key, the due users' keys read from the
+    index before the clock starts: their sessions and rows (and cached_db's cache entries), then the
+    expired sessions (found by the store's own expiry: expire_date, or a file's mtime) and their rows."""
+    from django.conf import settings
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from students.models import SessionOwner, UserTimeZone
+
+    due_users = [str(uid) for uid in UserTimeZone.objects.filter(zone=ZONE_HOUR_ZONE).values_list("user_id", flat=True)]
+    keys = []
+    for start in range(0, len(due_users), 500):
+        keys += SessionOwner.objects.filter(user_id__in=due_users[start:start + 500]).values_list(
+            "session_key", flat=True)
+    postgres = connection.vendor == "postgresql"
+
+    def delete_keys(cur, table, column, some):
+        if postgres:
+            cur.execute(f"DELETE FROM {table} WHERE {column} = ANY(%s)", [list(some)])
+            return
+        for start in range(0, len(some), 500):
+            part = some[start:start + 500]
+            cur.execute(f"DELETE FROM {table} WHERE {column} IN ({', '.join(['%s'] * len(part))})", part)
+
+    if engine in ("db", "cached_db"):
+        client = None
+        if engine == "cached_db":
+            import redis
+
+            client = redis.Redis.from_url(os.environ["CACHE_URL"])
+            client.ping()
+            head = session_cache_head()
+
+        def floor():
+            now = connection.ops.adapt_datetimefield_value(timezone.now())
+            with transaction.atomic(), connection.cursor() as cur:
+                delete_keys(cur, "django_session", "session_key", keys)
+                delete_keys(cur, INDEX_TABLE, "session_key", keys)
+                cur.execute("DELETE FROM django_session WHERE expire_date <= %s RETURNING session_key", [now])
+                delete_keys(cur, INDEX_TABLE, "session_key", [key for (key,) in cur.fetchall()])
+            if client is not None:
+                pipe = client.pipeline(transaction=False)
+                for start in range(0, len(keys), FLOOR_BATCH):
+                    pipe.unlink(*[head + key for key in keys[start:start + FLOOR_BATCH]])
+                pipe.execute()
+        return floor
+    if engine == "cache":
+        import redis
+
+        client = redis.Redis.from_url(os.environ["CACHE_URL"])
+        client.ping()
+        head = session_cache_head()
+
+        def floor():
+            pipe = client.pipeline(transaction=False)
+            for start in range(0, len(keys), FLOOR_BATCH):
+                pipe.unlink(*[head + key for key in keys[start:start + FLOOR_BATCH]])
+            pipe.execute()
+            with transaction.atomic(), connection.cursor() as cur:
+                delete_keys(cur, INDEX_TABLE, "session_key", keys)
+        return floor
+    if engine == "file":
+        folder, prefix = settings.SESSION_FILE_PATH, settings.SESSION_COOKIE_NAME
+
+        def floor():
+            gone = list(keys)
+            for key in keys:
+                os.unlink(os.path.join(folder, prefix + key))
+            due, now = set(keys), time.time()
+            with os.scandir(folder) as entries:  # the expired ones: only their mtime says so
+                for entry in entries:
+                    key = entry.name[len(prefix):]
+                    if (entry.name.startswith(prefix) and is_session_key(key) and key not in due
+                            and entry.is_file(follow_symlinks=False)
+                            and entry.stat(follow_symlinks=False).st_mtime + SESSION_COOKIE_AGE <= now):
+                        os.unlink(entry.path)
+                        gone.append(key)
+            with transaction.atomic(), connection.cursor() as cur:
+                delete_keys(cur, INDEX_TABLE, "session_key", gone)
+        return floor
+    raise ValueError(f"no floor for session engine {engine!r}")
 
 
 def record_late_schedule(hours_late=6):
@@ -804,8 +944,8 @@ def render(args, fill, results, versions_info, command):
         "",
         mix + ".",
         "",
-        "| approach | wall time (median) | runs | x floor | µs/session | peak RSS | sessions left | cache keys left | unrelated kept |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| approach | wall time (median) | runs | x floor | µs/session | peak RSS | sessions left | cache keys left | index rows left | unrelated kept |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in APPROACHES:
         r = results.get(name)
@@ -816,12 +956,17 @@ def render(args, fill, results, versions_info, command):
         left = "-" if r.get("extrapolated") else f"{r['left']:,}" + ("" if r["ok"] else " WRONG")
         keys = "-" if r["keys_left"] is None or r.get("extrapolated") else f"{r['keys_left']:,}"
         kept = f"{planted - r['unrelated_missing']}/{planted}" if planted else "-"
+        rows = "-" if r.get("rows_left") is None or r.get("extrapolated") else f"{r['rows_left']:,}"
         lines.append(f"| {name} | {secs} | {len(r['times'])} | {ratio} | {r['median'] / args.n * 1e6:.2f} "
-                     f"| {r['rss_mb']:.0f} MB | {left} | {keys} | {kept} |")
+                     f"| {r['rss_mb']:.0f} MB | {left} | {keys} | {rows} | {kept} |")
     if any(r.get("extrapolated") for r in results.values()):
         r = results["per_session"]
         lines += ["", f"\\* per_session ran on the first {r['processed']:,} sessions "
                       f"({r['sample_seconds']:.1f} s) and its time is scaled to N."]
+    if "ours_zone_hour" in results and "floor_zone_keys" in results:
+        hour, keys_floor = results["ours_zone_hour"]["median"], results["floor_zone_keys"]["median"]
+        lines += ["", f"ours_zone_hour is {hour / keys_floor:.2f}x floor_zone_keys (deleting exactly its sessions "
+                      f"by key)" + (f" and {hour / floor:.2f}x the full purge's floor." if floor else ".")]
     wrong = [f"{name}: {'; '.join(r['wrong'])}" for name, r in results.items() if r["wrong"]]
     if wrong:
         lines += ["", "WRONG results: " + " / ".join(wrong)]
@@ -855,6 +1000,8 @@ def main():
     p.add_argument("--per-session-runs", type=int, default=1, help="runs for the slow per_session peer")
     p.add_argument("--profile", metavar="DIR", help="also write a cProfile of each approach's child here")
     p.add_argument("--doc", help="write the table into this markdown file (e.g. docs/benchmarks.md)")
+    p.add_argument("--section", help="the doc's table to replace (between <!-- bench:SECTION --> markers; "
+                                     "default: the backend's name)")
     p.add_argument("--json", help="also write the figures as JSON to this file")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -921,7 +1068,8 @@ def main():
                 r["rss"].append(res["peak_rss_kb"])
                 r["wrong"] += [f"run {i + 1}: {w}" for w in wrong]
                 keys = None if left["cache_keys"] is None else len(left["cache_keys"])
-                r.update(left=len(left["sessions"]), keys_left=keys, unrelated_missing=len(left["unrelated_missing"]),
+                r.update(left=len(left["sessions"]), keys_left=keys, rows_left=len(left["rows"]),
+                         unrelated_missing=len(left["unrelated_missing"]),
                          unrelated_planted=left["unrelated_planted"], ok=not r["wrong"], output=res["output"])
                 print(f"{name} run {i + 1}: {seconds:.3f} s, peak RSS {res['peak_rss_kb'] / 1024:.0f} MB, "
                       f"{len(left['sessions'])} sessions left, {keys} cache keys left, unrelated missing "
@@ -935,7 +1083,7 @@ def main():
     text = render(args, fill, results, info, command)
     print(text)
     if args.doc:
-        write_doc(args.doc, args.backend, text)
+        write_doc(args.doc, args.section or args.backend, text)
     if args.json:
         Path(args.json).write_text(json.dumps({"backend": args.backend, "n": args.n, "counts": fill.counts,
                                                "versions": info, "results": results}, indent=2))

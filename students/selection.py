@@ -45,6 +45,12 @@ class KeepRule:
     # every other user's sessions, and the anonymous ones.
     only_user_ids: frozenset | None = None
     keep_anonymous: bool = False
+    # What the ownership index says (students.purge.owners.indexed), when it holds any row: the keys
+    # of the sessions whose row names a kept user and whose own data was checked to say so, and in a
+    # per-user time zone run the keys whose row names a due user (each still decided by its data).
+    indexed: bool = False
+    indexed_kept: frozenset = frozenset()
+    due_keys: frozenset = frozenset()
 
     @property
     def keeps_anyone(self):

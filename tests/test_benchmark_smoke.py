@@ -2,7 +2,8 @@
 
 It checks that benchmarks/bench_logout.py still runs end to end on every session engine and that, on
 its realistic fill, the floor and logout_all_users leave no session (and, with cached_db, no cache key)
-behind, that --keep-staff keeps exactly the live staff sessions, and that the unrelated Redis keys and
+behind, that --keep-staff keeps exactly the live staff sessions, that the ownership index keeps rows of
+exactly the sessions left, and that the unrelated Redis keys and
 files planted beside the sessions survive every approach. The script compares what is left with the
 fill key by key; here we read its report. The figures themselves live in docs/benchmarks.md.
 """
@@ -37,6 +38,11 @@ def test_bench_logout_smoke(backend, tmp_path):
     assert results["ours"]["left"] == 0
     assert results["ours_keep_staff"]["left"] == live_staff
     assert results["ours_late"]["left"] <= figures["counts"]["anonymous"]
+    # The ownership index follows (issue 22): no row of a deleted session, a row for each kept login.
+    assert results["floor"]["rows_left"] == results["ours"]["rows_left"] == 0
+    assert results["ours_keep_staff"]["rows_left"] == live_staff
+    assert results["ours_zone_hour"]["left"] == results["floor_zone_keys"]["left"] > 0
+    assert results["ours_zone_hour"]["rows_left"] == results["floor_zone_keys"]["rows_left"] > 0
     if backend in ("sqlite", "cached_db-redis"):
         assert results["naive"]["left"] == 0
     else:

@@ -15,6 +15,12 @@ signed_cookies nothing is stored on the server; the logout cutoff (students.cuto
 A per-user time zone run (students.zones.restricted: KeepRule.only_user_ids, keep_anonymous) keeps
 every session but those of the users in the zones it stands for; db and cached_db take db_generic.
 
+The ownership index (students.models.SessionOwner; students.purge.owners): when it holds rows, a keep
+rule reads only the sessions whose row names a kept user (checked: their own data decides) and those
+with no row; a per-user time zone run only those whose row names a due user and those with no row.
+Every engine deletes the rows of the sessions it deletes; owners.sweep drops rows whose session
+expired by itself.
+
 "Keep me signed in" sessions (KeepRule.keep_remembered): the rows written at login name them;
 remembered.verified checks only those sessions, and each engine spares exactly the keys that passed.
 
@@ -27,7 +33,8 @@ Expired sessions count as expired when their expiry <= the run's start, as Djang
 """
 from django.db import connections
 
-from students.purge import cache, db_generic, db_postgres, db_sqlite, files, remembered
+from students.purge import cache, db_generic, db_postgres, db_sqlite, files, owners, remembered
+from students.purge import common
 from students.purge.common import DEFAULT_BATCH_SIZE, Counts, noop
 from students.purge.db_generic import delete_sessions
 
@@ -54,7 +61,12 @@ def purge(engine, keep, *, dry_run=False, batch_size=DEFAULT_BATCH_SIZE, heartbe
     if engine.kind == "signed_cookies":
         return Counts(note=SIGNED_COOKIES_NOTE)
     keep = remembered.verified(engine, keep, dry_run)
-    return _engine_module(engine, keep, dry_run).purge(engine, keep, dry_run, batch_size, heartbeat, before)
+    keep = owners.indexed(engine, keep, dry_run)
+    counts = _engine_module(engine, keep, dry_run).purge(engine, keep, dry_run, batch_size, heartbeat, before)
+    if not dry_run:
+        with common.failing_says_what_was_done(counts):
+            owners.sweep(engine)
+    return counts
 
 
 def _engine_module(engine, keep, dry_run):

@@ -20,6 +20,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from students.purge import owners
 from students.purge.common import Counts, failing_says_what_was_done, saved_since
 from students.purge.redis_keys import SESSION_KEY_GLOB, client_of, glob_escape, listable_cache, scan_batches, unlink
 
@@ -36,15 +37,22 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
     before_ts = before.timestamp() if before is not None else None
     prefix = engine.store_class.cache_key_prefix
     remembered = {cache.make_key(prefix + key).encode(): key for key in keep.remembered}
+    key_start = len(cache.make_key(prefix))  # a raw key ends with the session key
     counts = Counts()
     with failing_says_what_was_done(counts):
         for keys in scan_batches(client, pattern, batch_size):
             recent = _maybe_saved_since(client, keys, before) if before is not None else set()
-            to_read = keys if decode else [key for key in keys if key in recent]
+            # The index settles what it can (owners.verdict); only the rest is read, as before it.
+            decided = _decided_by_index(keys, key_start, keep, recent) if decode and keep.indexed else {}
+            to_read = [key for key in keys if key not in decided] if decode else [key for key in keys if key in recent]
             values = dict(zip(to_read, client.mget(to_read))) if to_read else {}
             doomed = []
             for key in keys:
                 if key in remembered and counts.remembered(remembered[key], keep, live_split=decode):
+                    continue
+                if key in decided:
+                    if not owners.tally(counts, keep, decided[key], live_split=True):
+                        doomed.append(key)
                     continue
                 if key in values:
                     raw = values[key]
@@ -58,9 +66,24 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
                 doomed.append(key)
             if not dry_run:
                 counts.deleted_active += unlink(client, doomed)
+                if keep.indexed:
+                    owners.forget([key[key_start:].decode() for key in doomed])
             heartbeat()
     counts.decoded = decode
     return counts
+
+
+def _decided_by_index(keys, key_start, keep, recent):
+    """{raw key: owners.Verdict} for the keys the index settles (KEEP or DELETE unread). A key saved
+    since a scheduled run's instant is read as before the index: only its data says when it began."""
+    owner_of = owners.known(key[key_start:].decode() for key in keys if key not in recent)
+    verdicts = {}
+    for key in keys:
+        session_key = key[key_start:].decode()
+        verdict = owners.verdict(keep, session_key, owner_of.get(session_key)) if key not in recent else owners.Verdict.READ
+        if verdict is not owners.Verdict.READ:
+            verdicts[key] = verdict
+    return verdicts
 
 
 def _maybe_saved_since(client, keys, before):

@@ -13,10 +13,11 @@ A scheduled run (`before`): rows whose expire_date says they were last saved bef
 when their session began after `before` (began_after, also used by the table paths).
 """
 from django.db import connections, router, transaction
-from django.db.models import BooleanField, ExpressionWrapper, Q
+from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q
 from django.utils import timezone
 
-from students.purge import redis_keys
+from students.models import SessionOwner
+from students.purge import owners, redis_keys
 from students.purge.common import Counts, failing_says_what_was_done, saved_since
 from students.selection import Decoder
 
@@ -43,20 +44,35 @@ def _purge_pages(model, using, now, engine, keep, dry_run, batch_size, heartbeat
     # parsing every row's timestamp in Python was a quarter of a per-user time zone run (profiled).
     expired_now = ExpressionWrapper(Q(expire_date__lte=now), output_field=BooleanField())
     fields = ("session_key", expired_now, "session_data") if decode else ("session_key", expired_now)
+    # A keep rule asks the index about each page (owners.verdict); a zone run's pages are already
+    # only the rows the index does not settle (_scoped_pages).
+    ask_index = decode and keep.indexed and keep.only_user_ids is None
     with failing_says_what_was_done(counts):
-        for rows in _pages(model, using, fields, batch_size, where):
+        for rows in _scoped_pages(model, using, now, fields, batch_size, where, keep):
             expired, doomed = [], []
+            owner_of = owners.known(row[0] for row in rows if not row[1]) if ask_index else {}
             for row in rows:
                 if row[1]:
                     counts.expired += 1
                     expired.append(row[0])
                 elif counts.remembered(row[0], keep, live_split=decode):
                     continue
+                elif (verdict := owners.verdict(keep, row[0], owner_of.get(row[0]))) is not owners.Verdict.READ:
+                    if not owners.tally(counts, keep, verdict, live_split=decode):
+                        doomed.append(row[0])
                 elif not (decode and counts.tally_data(decoder, row[2], keep, verify_all=dry_run)):
                     doomed.append(row[0])
             if not dry_run:
                 _delete_page(model, using, engine, expired, doomed, counts)
             heartbeat()
+        if keep.indexed and keep.only_user_ids is not None:
+            for page in _due_pages(model, using, now, batch_size, where, keep):
+                doomed = [key for key in page if not counts.remembered(key, keep, live_split=decode)]
+                for _ in doomed:
+                    owners.tally(counts, keep, owners.Verdict.DELETE, live_split=decode)
+                if not dry_run:
+                    _delete_page(model, using, engine, [], doomed, counts)
+                heartbeat()
     return counts
 
 
@@ -69,6 +85,8 @@ def _delete_page(model, using, engine, expired, doomed, counts):
     with transaction.atomic(using=using):
         counts.deleted_expired += _delete_keys(model, using, expired)
         counts.deleted_active += _delete_keys(model, using, doomed)
+        with connections[using].cursor() as cursor:  # their index rows, in the same transaction
+            owners.forget_sql(cursor, connections[using], expired + doomed)
     forget_cached(engine, expired + doomed)
 
 
@@ -78,6 +96,32 @@ def forget_cached(engine, keys):
     if engine.kind == "cached_db" and keys:
         prefix = engine.store_class.cache_key_prefix
         redis_keys.forget(redis_keys.session_cache(), [prefix + key for key in keys])
+
+
+def _scoped_pages(model, using, now, fields, batch_size, where, keep):
+    """The pages a run reads: every row (matching `where`); in a per-user time zone run with the
+    index in use, only the rows the index does not know and the expired ones. Of the rest, those
+    whose row names a due user go by key (_due_pages), the others are another zone's: kept unread."""
+    if not (keep.indexed and keep.only_user_ids is not None):
+        yield from _pages(model, using, fields, batch_size, where)
+        return
+    unknown = ~Exists(SessionOwner.objects.filter(session_key=OuterRef("session_key"))) | Q(expire_date__lte=now)
+    yield from _pages(model, using, fields, batch_size, unknown if where is None else where & unknown)
+
+
+def _due_pages(model, using, now, batch_size, where, keep):
+    """A per-user time zone run with the index in use: the live keys (matching `where`) whose row
+    names a due user (KeepRule.due_keys), batch_size at a time; nothing else is read."""
+    due, page = sorted(keep.due_keys), []
+    sessions = model._default_manager.using(using)
+    for start in range(0, len(due), owners.CHUNK):
+        chunk = Q(session_key__in=due[start:start + owners.CHUNK], expire_date__gt=now)  # expired: _scoped_pages
+        page += sessions.filter(chunk if where is None else where & chunk).values_list("session_key", flat=True)
+        if len(page) >= batch_size:
+            yield page
+            page = []
+    if page:
+        yield page
 
 
 def _pages(model, using, fields, batch_size, where=None):

@@ -20,6 +20,7 @@ import math
 from django.db import connections
 from django.utils import timezone
 
+from students.purge import owners
 from students.purge.common import Counts, failing_says_what_was_done, saved_since
 from students.purge.db_generic import began_after, forget_cached, session_table
 from students.purge.db_kept import kept_keys, not_kept_sql
@@ -54,17 +55,25 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
                          for name in ("session_key", "session_data", "expire_date"))
     now_param = connection.ops.adapt_datetimefield_value(now)
     anonymous, other_user = not_kept_sql(connection, data, keep, engine)
+    # With the index in use and someone kept, the indexed sessions are settled up front
+    # (purge.owners): only the others are sorted; the indexed ones count as authenticated.
+    sorting_indexed = keep.indexed and keep.keeps_anyone
+    owner_table, owner_key = owners.table_sql(connection)
+    join = f" LEFT JOIN {owner_table} o ON o.{owner_key} = {table}.{key}" if sorting_indexed else ""
+    unknown = "o.{owner_key} IS NULL AND ".format(owner_key=owner_key) if sorting_indexed else ""
     with connection.cursor() as cursor:
         # One scan for the sizes and for the live sessions the database rules out (counted here,
         # as Decoder.peek counts the rest: from the payload, without the signature).
         cursor.execute(
             f"SELECT count(*), count(*) FILTER (WHERE {expire} <= %s), "
-            f"count(*) FILTER (WHERE {expire} > %s AND {anonymous[0]}), "
-            f"count(*) FILTER (WHERE {expire} > %s AND {other_user[0]}), "
-            f"pg_relation_size(%s::regclass) / current_setting('block_size')::int FROM {table}",
+            f"count(*) FILTER (WHERE {expire} > %s AND {unknown}{anonymous[0]}), "
+            f"count(*) FILTER (WHERE {expire} > %s AND ({unknown}{other_user[0]} OR NOT ({unknown}true))), "
+            f"pg_relation_size(%s::regclass) / current_setting('block_size')::int FROM {table}{join}",
             [now_param, now_param, *anonymous[1], now_param, *other_user[1], table])
         total, expired, ruled_anonymous, ruled_other_user, blocks = cursor.fetchone()
     counts = Counts(expired=expired, anonymous=ruled_anonymous, authenticated=ruled_other_user)
+    # The index follows the DELETEs in the same statements (a CTE), when it holds any row.
+    index_follows = owners.in_use()
     step = max(1, math.ceil(blocks / (math.ceil(total / batch_size) or 1)))
     # The last range is open-ended: it takes rows appended since the size was read.
     ranges = [("ctid >= %s::tid AND ctid < %s::tid", [f"({start},0)", f"({start + step},0)"])
@@ -83,15 +92,28 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
     remembered = sparing_sql(connection, table, key, keep)
     kept_seen = set()
 
+    indexed_kept = sorted(keep.indexed_kept)  # checked up front (purge.owners)
+
     def delete(where, params, kept):
+        kept = kept + indexed_kept if kept else indexed_kept
         spare = f" AND NOT ({key} = ANY(%s))" if kept else ""
         kept_seen.update(kept)
+        sql = f"DELETE FROM {table} WHERE {where}{only_before[0]}{spare}{remembered}"
         with connection.cursor() as cursor:  # autocommit: each DELETE is its own short transaction
-            cursor.execute(f"DELETE FROM {table} WHERE {where}{only_before[0]}{spare}{remembered}{returning}",
-                           [*params, *only_before[1], *([kept] if kept else [])])
-            deleted = cursor.rowcount
-            if returning:
-                forget_cached(engine, [row[0] for row in cursor.fetchall()])
+            if index_follows:  # one statement: the rows of the sessions it deletes go with them
+                cursor.execute(f"WITH gone AS ({sql} RETURNING {key}), "
+                               f"unindexed AS (DELETE FROM {owner_table} WHERE {owner_key} IN (SELECT {key} FROM gone)) "
+                               + (f"SELECT {key} FROM gone" if returning else "SELECT count(*) FROM gone"),
+                               [*params, *only_before[1], *([kept] if kept else [])])
+                rows = cursor.fetchall()
+                deleted = len(rows) if returning else rows[0][0]
+                if returning:
+                    forget_cached(engine, [row[0] for row in rows])
+            else:
+                cursor.execute(sql + returning, [*params, *only_before[1], *([kept] if kept else [])])
+                deleted = cursor.rowcount
+                if returning:
+                    forget_cached(engine, [row[0] for row in cursor.fetchall()])
         # Split into expired/active at the end; a failure part-way reports the total so far.
         counts.deleted_active += deleted
         return deleted
@@ -105,8 +127,9 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
         else:
             def heads_of(where, params):
                 with connection.cursor() as cursor:
+                    unindexed = f"AND {owners.unknown_sql(connection, table, key)} " if sorting_indexed else ""
                     cursor.execute(f"SELECT {key}, left({data}, {HEAD_CHARS}) FROM {table} WHERE {where} "
-                                   f"AND {expire} > %s AND NOT {anonymous[0]} AND NOT {other_user[0]}",
+                                   f"AND {expire} > %s {unindexed}AND NOT {anonymous[0]} AND NOT {other_user[0]}",
                                    [*params, now_param, *anonymous[1], *other_user[1]])
                     return cursor.fetchall()
 

@@ -13,6 +13,8 @@ lock (db_generic.began_after), and those whose session began after it are put ba
 from django.db import connections, transaction
 from django.utils import timezone
 
+from students.models import SessionOwner
+from students.purge import owners
 from students.purge.common import Counts, failing_says_what_was_done
 from students.purge.db_generic import began_after, session_table
 from students.purge.db_kept import kept_keys, not_kept_sql
@@ -42,6 +44,7 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
             kept_found += kept
             heartbeat()
     kept_found += sorted(keep.remembered.difference(kept_found))  # checked up front (purge.remembered)
+    kept_found += sorted(keep.indexed_kept.difference(kept_found))  # checked up front (purge.owners)
     kept_rows = []
     for start in range(0, len(kept_found), 500):
         kept_rows += sessions.filter(session_key__in=kept_found[start:start + 500], expire_date__gt=now)
@@ -58,6 +61,7 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
         cursor.execute(f"DELETE FROM {table}")
         deleted = cursor.rowcount
         sessions.bulk_create(kept_rows + spared_rows, batch_size=500)
+        _index_follows([row.pk for row in kept_rows + spared_rows], connection, cursor)
     counts.kept = len(kept_rows)
     deleted -= counts.kept + len(spared_rows)  # the kept and spared rows went back in
     counts.deleted_expired = min(counts.expired, deleted)
@@ -65,6 +69,19 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
     with failing_says_what_was_done(counts):
         heartbeat()
     return counts
+
+
+def _index_follows(left, connection, cursor):
+    """The index keeps only the rows of the sessions `left` (kept and spared), in the purge's
+    transaction: emptied the same way as the session table (one unqualified DELETE), then those
+    rows put back."""
+    if not owners.in_use():
+        return
+    rows = []
+    for start in range(0, len(left), owners.CHUNK):
+        rows += SessionOwner.objects.filter(session_key__in=left[start:start + owners.CHUNK])
+    cursor.execute(f"DELETE FROM {owners.table_sql(connection)[0]}")
+    SessionOwner.objects.bulk_create(rows, batch_size=500)
 
 
 def _rowid_heads(model, using, live_at, batch_size, keep, engine, counts):
@@ -80,14 +97,19 @@ def _rowid_heads(model, using, live_at, batch_size, keep, engine, counts):
     table = quote(model._meta.db_table)
     anonymous, other_user = not_kept_sql(connection, data, keep, engine)
     live_at = connection.ops.adapt_datetimefield_value(live_at)
+    # With the index in use, its sessions are settled up front (purge.owners): only the others are
+    # sorted here; the indexed ones count as authenticated (a row is written at login).
+    unknown = f"{owners.unknown_sql(connection, table, key)} AND " if keep.indexed else ""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FILTER (WHERE {anonymous[0]}), count(*) FILTER (WHERE {other_user[0]}) "
+        cursor.execute(f"SELECT count(*) FILTER (WHERE {unknown}{anonymous[0]}), "
+                       f"count(*) FILTER (WHERE {unknown}{other_user[0]}), "
+                       f"count(*) FILTER (WHERE NOT ({unknown}1)) "
                        f"FROM {table} WHERE {expire} > %s", [*anonymous[1], *other_user[1], live_at])
-        ruled_anonymous, ruled_other_user = cursor.fetchone()
+        ruled_anonymous, ruled_other_user, indexed = cursor.fetchone()
     counts.anonymous += ruled_anonymous
-    counts.authenticated += ruled_other_user
+    counts.authenticated += ruled_other_user + indexed
     sql = (f"SELECT rowid, {key}, substr({data}, 1, {HEAD_CHARS}) FROM {table} WHERE rowid > %s AND {expire} > %s "
-           f"AND NOT {anonymous[0]} AND NOT {other_user[0]} ORDER BY rowid LIMIT {int(batch_size)}")
+           f"AND {unknown}NOT {anonymous[0]} AND NOT {other_user[0]} ORDER BY rowid LIMIT {int(batch_size)}")
     last = 0
     while True:
         with connection.cursor() as cursor:

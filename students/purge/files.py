@@ -31,6 +31,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
+from students.purge import owners
 from students.purge.common import Counts, failing_says_what_was_done, is_session_key
 from students.selection import Decoder
 
@@ -51,45 +52,73 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
     with failing_says_what_was_done(counts):
         with os.scandir(folder) as entries:
             now = time.time()
-            for seen, entry in enumerate(entries, 1):
-                if seen % batch_size == 0:
-                    heartbeat()
-                name = entry.name
-                if not (name.startswith(prefix) and is_session_key(name[len(prefix):])
-                        and entry.is_file(follow_symlinks=False)):  # d_type from the listing: no stat
-                    continue
-                try:
-                    stat = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue  # removed meanwhile (logout, clearsessions)
-                if stat.st_uid != uid:
-                    counts.not_owned += 1
-                    continue
-                age = now - stat.st_mtime
-                if age >= cookie_age:
-                    counts.expired += 1
-                    if not dry_run and _unlink(entry.path):
-                        counts.deleted_expired += 1
-                    continue
-                if counts.remembered(name[len(prefix):], keep, live_split=decode):
-                    continue
-                recent = before_age is not None and age <= before_age
-                if recent or decode:
-                    data = read(entry.path)
-                    if data is None:
+            for chunk in _chunks(_session_files(entries, prefix), batch_size):
+                # The index settles what it can (owners.verdict); only the rest is read, as before it.
+                owner_of = owners.known(name[len(prefix):] for name, _ in chunk) if decode and keep.indexed else {}
+                gone = []
+                for name, entry in chunk:
+                    key = name[len(prefix):]
+                    try:
+                        stat = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue  # removed meanwhile (logout, clearsessions)
+                    if stat.st_uid != uid:
+                        counts.not_owned += 1
                         continue
-                    if recent or not data:
-                        session = decoder.decode(data) if data else {}  # Django loads an empty file as {}
-                        if (recent and counts.spares(session, before_ts)) or (
-                                decode and counts.tally(session, keep)):
+                    age = now - stat.st_mtime
+                    if age >= cookie_age:
+                        counts.expired += 1
+                        if not dry_run and _unlink(entry.path):
+                            counts.deleted_expired += 1
+                            gone.append(key)
+                        continue
+                    if counts.remembered(key, keep, live_split=decode):
+                        continue
+                    recent = before_age is not None and age <= before_age
+                    verdict = owners.verdict(keep, key, owner_of.get(key)) if not recent else owners.Verdict.READ
+                    if verdict is not owners.Verdict.READ:
+                        if owners.tally(counts, keep, verdict, live_split=True):
                             continue
-                    elif counts.tally_data(decoder, data, keep, verify_all=dry_run):
-                        continue
-                if not dry_run and _unlink(entry.path):
-                    counts.deleted_active += 1
+                    elif recent or decode:
+                        data = read(entry.path)
+                        if data is None:
+                            continue
+                        if recent or not data:
+                            session = decoder.decode(data) if data else {}  # Django loads an empty file as {}
+                            if (recent and counts.spares(session, before_ts)) or (
+                                    decode and counts.tally(session, keep)):
+                                continue
+                        elif counts.tally_data(decoder, data, keep, verify_all=dry_run):
+                            continue
+                    if not dry_run and _unlink(entry.path):
+                        counts.deleted_active += 1
+                        gone.append(key)
+                if keep.indexed:
+                    owners.forget(gone)
+                heartbeat()
         heartbeat()
     counts.decoded = decode
     return counts
+
+
+def _session_files(entries, prefix):
+    """(name, entry) of the session files among a folder's entries: the cookie name and a session key."""
+    for entry in entries:
+        name = entry.name
+        if (name.startswith(prefix) and is_session_key(name[len(prefix):])
+                and entry.is_file(follow_symlinks=False)):  # d_type from the listing: no stat
+            yield name, entry
+
+
+def _chunks(items, size):
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def not_owned_report(count, dry_run=False):

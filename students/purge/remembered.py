@@ -54,7 +54,7 @@ def _passing(engine, claims, now):
     """The keys of `claims` ({session key: user id}, from the rows) whose stored session holds."""
     keys, good = list(claims), set()
     for start in range(0, len(keys), CHUNK):  # a chunk's decoded sessions at a time, not all of them
-        sessions = _stored(engine, keys[start:start + CHUNK], now)
+        sessions = stored(engine, keys[start:start + CHUNK], now)
         good.update(key for key, session in sessions.items() if _holds(session, claims[key]))
     return frozenset(good)
 
@@ -76,7 +76,7 @@ def _holds(session, user_id):
     return bool(session) and session.get(REMEMBERED_KEY) is True and user_id_of(session) == user_id
 
 
-def _stored(engine, keys, now):
+def stored(engine, keys, now):
     """{key: session dict or None} for these session keys, as the engine's store holds them."""
     if engine.kind in ("db", "cached_db"):  # cached_db: the row is the truth, the cache only a copy
         model, using = session_table(engine)

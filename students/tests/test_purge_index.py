@@ -1,0 +1,192 @@
+"""Selective purges through the ownership index (students.purge.owners, issue 22), on every engine
+that stores sessions: db on SQLite (and, in the PostgreSQL re-run, on PostgreSQL), cached_db, file,
+and cache on a real Redis.
+
+The rows are written here as the server writes them (lane index-write's students.session_index):
+one per login session, key = the session key, user_id = str(pk), zone = the session's zone stamp,
+logged_in_at = its login time. Each test runs on a fully indexed store and on a mixed one (half the
+logins indexed, half from before the index), looks at the store key by key, then at the index's
+rows, then at the page each old cookie gets.
+"""
+import os
+from datetime import UTC, datetime, timedelta
+from importlib import import_module
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY
+from django.test import Client
+from django.utils import timezone
+
+from students.engines import detect_engine
+from students.models import SessionOwner
+from students.purge import owners, purge
+from students.selection import LOGIN_TIME_KEY, ZONE_KEY, KeepRule
+from students.tests.conftest import is_signed_in, login, run_command as run, use_engine
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(params=["db", "cached_db", "file", "cache"])
+def storing_engine(request, settings, tmp_path):
+    redis_url = request.getfixturevalue("redis_server") if request.param == "cache" else None
+    use_engine(settings, tmp_path, request.param, redis_url=redis_url)
+    return request.param
+
+
+def store_class():
+    return import_module(settings.SESSION_ENGINE).SessionStore
+
+
+def key_of(client):
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+def exists(key):
+    return store_class()().exists(key)
+
+
+def index(key, user_id, logged_in_at=None):
+    """Write the row the server writes at login, from the session's own data where it has it."""
+    session = store_class()(key).load()
+    stamp = session.get(LOGIN_TIME_KEY)
+    SessionOwner.objects.create(
+        session_key=key, user_id=str(user_id), zone=session.get(ZONE_KEY, ""),
+        logged_in_at=logged_in_at or (datetime.fromtimestamp(stamp, UTC) if stamp else timezone.now()))
+
+
+def anonymous_visit():
+    """A visitor who never signs in but has a session (the login page's CSRF does not store one)."""
+    store = store_class()()
+    store["cart"] = "anonymous visitor"
+    store.save()
+    return store.session_key
+
+
+def logins(users, mixed):
+    """Two sessions each for alice, carol and the teacher, and an anonymous one. Indexed: every
+    login session, or (mixed) the first of each user's two only."""
+    tabs = {name: [login(name), login(name)] for name in ("alice", "carol", "teacher")}
+    for name, (first, second) in tabs.items():
+        index(key_of(first), users[name].pk)
+        if not mixed:
+            index(key_of(second), users[name].pk)
+    return tabs, anonymous_visit()
+
+
+def rows():
+    return set(SessionOwner.objects.values_list("session_key", flat=True))
+
+
+@pytest.mark.parametrize("mixed", [False, True], ids=["all-indexed", "half-indexed"])
+def test_keep_staff_through_the_index_keeps_exactly_the_staff(storing_engine, users, mixed):
+    tabs, anonymous = logins(users, mixed)
+    assert owners.in_use()
+
+    run("--keep-staff")
+
+    left = {name: [exists(key_of(tab)) for tab in tab_pair] for name, tab_pair in tabs.items()}
+    assert left == {"alice": [False, False], "carol": [False, False], "teacher": [True, True]}
+    assert not exists(anonymous)
+    assert rows() == {key_of(tabs["teacher"][0])} | (set() if mixed else {key_of(tabs["teacher"][1])})
+    assert [is_signed_in(tab, name) for name, pair in tabs.items() for tab in pair] == \
+        [False, False, False, False, True, True]
+
+
+@pytest.mark.parametrize("mixed", [False, True], ids=["all-indexed", "half-indexed"])
+def test_exclude_user_through_the_index_keeps_exactly_that_user(storing_engine, users, mixed):
+    tabs, anonymous = logins(users, mixed)
+
+    run("--exclude-user", "carol")
+
+    left = {name: [exists(key_of(tab)) for tab in tab_pair] for name, tab_pair in tabs.items()}
+    assert left == {"alice": [False, False], "carol": [True, True], "teacher": [False, False]}
+    assert not exists(anonymous)
+    assert rows() <= {key_of(tab) for tab in tabs["carol"]}
+    assert [is_signed_in(tab, "carol") for tab in tabs["carol"]] == [True, True]
+    assert not is_signed_in(tabs["teacher"][0], "teacher")
+
+
+def test_a_forged_row_keeps_nothing(storing_engine, users):
+    """Rows naming the teacher: on alice's session (forged), and on a key whose session is gone
+    (stale). --keep-staff deletes alice's session and both rows; only the teacher's own stays."""
+    teacher, alice = login("teacher"), login("alice")
+    index(key_of(teacher), users["teacher"].pk)
+    index(key_of(alice), users["teacher"].pk)  # forged: the session is alice's
+    stale = login("carol")
+    stale_key = key_of(stale)
+    index(stale_key, users["teacher"].pk)
+    store_class()(stale_key).delete()  # the session went without its row (a stale row)
+    reused = anonymous_visit()
+    index(reused, users["teacher"].pk)  # a row whose key now holds somebody else's (anonymous) session
+
+    run("--keep-staff")
+
+    assert (exists(key_of(teacher)), exists(key_of(alice)), exists(reused)) == (True, False, False)
+    assert rows() == {key_of(teacher)}
+    assert (is_signed_in(teacher, "teacher"), is_signed_in(alice, "alice")) == (True, False)
+
+
+def test_a_row_naming_another_user_does_not_keep_a_staff_session_unread(storing_engine, users):
+    """A staff session whose row names a student is deleted (a row only says where to look; at worst
+    a wrong row logs out early), and its row with it."""
+    teacher = login("teacher")
+    index(key_of(teacher), users["alice"].pk)
+    run("--keep-staff")
+    assert not exists(key_of(teacher)) and rows() == set()
+
+
+@pytest.mark.parametrize("mixed", [False, True], ids=["all-indexed", "half-indexed"])
+def test_a_zone_run_through_the_index_deletes_exactly_the_due_users(storing_engine, users, mixed):
+    """One group of a per-user time zone run (students.zones.restricted: only alice is due,
+    anonymous sessions kept): alice's sessions go, carol's, the teacher's and the anonymous stay."""
+    tabs, anonymous = logins(users, mixed)
+    keep = KeepRule(only_user_ids=frozenset({str(users["alice"].pk)}), keep_anonymous=True)
+
+    counts = purge(detect_engine(), keep, before=timezone.now() + timedelta(seconds=1))
+
+    left = {name: [exists(key_of(tab)) for tab in tab_pair] for name, tab_pair in tabs.items()}
+    assert left == {"alice": [False, False], "carol": [True, True], "teacher": [True, True]}
+    assert exists(anonymous)
+    assert counts.deleted_active == 2
+    assert not rows() & {key_of(tab) for tab in tabs["alice"]}
+    assert rows() >= {key_of(tabs["carol"][0]), key_of(tabs["teacher"][0])}
+    assert (is_signed_in(tabs["alice"][1], "alice"), is_signed_in(tabs["carol"][1], "carol")) == (False, True)
+
+
+def test_a_full_purge_leaves_no_row(storing_engine, users):
+    tabs, anonymous = logins(users, mixed=False)
+    run()
+    assert rows() == set()
+    assert not exists(anonymous) and not any(exists(key_of(tab)) for pair in tabs.values() for tab in pair)
+
+
+def test_a_dry_run_changes_no_row(storing_engine, users):
+    tabs, _ = logins(users, mixed=False)
+    before = rows()
+    run("--keep-staff", "--dry-run")
+    assert rows() == before and len(before) == 6
+    assert all(exists(key_of(tab)) for pair in tabs.values() for tab in pair)
+
+
+def test_rows_whose_session_expired_by_itself_do_not_pile_up(storing_engine, users):
+    """clearsessions, a Redis TTL or a file cleanup removes a session without its row. A run drops
+    such rows once their login is older than SESSION_COOKIE_AGE (no session can have expired by
+    itself before that); a younger row of a gone session waits for that, a live session's row stays."""
+    old_login = timezone.now() - timedelta(seconds=settings.SESSION_COOKIE_AGE + 60)
+    teacher, expired_old, expired_young = login("teacher"), login("alice"), login("carol")
+    index(key_of(teacher), users["teacher"].pk, logged_in_at=old_login)  # live, kept: its row stays
+    index(key_of(expired_old), users["alice"].pk, logged_in_at=old_login)
+    index(key_of(expired_young), users["carol"].pk)
+    store_class()(key_of(expired_old)).delete()
+    store_class()(key_of(expired_young)).delete()
+    assert rows() == {key_of(teacher), key_of(expired_old), key_of(expired_young)}
+
+    run("--keep-staff")
+
+    assert exists(key_of(teacher))
+    # The young row may already be gone (db on SQLite empties the index with its table); at the
+    # latest it goes with the first run after its login is SESSION_COOKIE_AGE old.
+    assert rows() - {key_of(expired_young)} == {key_of(teacher)}
+    owners.sweep(detect_engine(), now=timezone.now() + timedelta(seconds=settings.SESSION_COOKIE_AGE + 1))
+    assert rows() == {key_of(teacher)}
