@@ -8,7 +8,7 @@ Before a purge, indexed() asks the index once:
   other session that has a row goes unread: a row names who logged in, so a row naming someone not
   kept means a session of someone not kept (and a forged or stale row at worst logs out early).
 - a per-user time zone run (KeepRule.only_user_ids): the sessions whose row names a due user go by
-  key, unread (KeepRule.due_keys); those whose row names a user of another zone are kept unread, as
+  key, unread (KeepRule.due_keys), except a kept due user's, checked as above; those whose row names a user of another zone are kept unread, as
   such a run keeps another zone's session unverified today (KeepRule.keeps_unread). Here a wrong
   row can keep a session in the store until it expires (checking every kept session would cost what
   the index saves), but not in use: the clock cutoff (students.clock) ends it at its next request by
@@ -55,7 +55,13 @@ def indexed(engine, keep, dry_run):
         return keep
     keep = replace(keep, indexed=True)
     if keep.only_user_ids is not None:
-        return replace(keep, due_keys=frozenset(_keys_of_users(keep.only_user_ids)))
+        # A due user the rule also keeps (staff with --keep-staff, --exclude-user) keeps a session
+        # only when its own data says so, as below; the other due users' sessions go by key.
+        kept_due = keep.only_user_ids.intersection(keep.kept_ids)
+        claimed = _keys_of_users(kept_due)
+        good = _checked(engine, claimed, keep)
+        due = _keys_of_users(keep.only_user_ids - kept_due) + [key for key in claimed if key not in good]
+        return replace(keep, due_keys=frozenset(due))
     if keep.kept_ids:
         claimed = _keys_of_users(keep.kept_ids)
         good = _checked(engine, claimed, keep)

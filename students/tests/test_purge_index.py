@@ -2,9 +2,9 @@
 that stores sessions: db on SQLite (and, in the PostgreSQL re-run, on PostgreSQL), cached_db, file,
 and cache on a real Redis.
 
-The rows are written here as the server writes them (lane index-write's students.session_index):
-one per login session, key = the session key, user_id = str(pk), zone = the session's zone stamp,
-logged_in_at = its login time. Each test runs on a fully indexed store and on a mixed one (half the
+The rows are written by the server at login (students.session_index); a forged or stale row is
+written here as the server would write one: key = the session key, user_id = str(pk), zone = the
+session's zone stamp, logged_in_at = its login time. Each test runs on a fully indexed store and on a mixed one (half the
 logins indexed, half from before the index), looks at the store key by key, then at the index's
 rows, then at the page each old cookie gets.
 """
@@ -22,7 +22,7 @@ from students.engines import detect_engine
 from students.models import SessionOwner
 from students.purge import owners, purge
 from students.selection import LOGIN_TIME_KEY, ZONE_KEY, KeepRule
-from students.tests.conftest import is_signed_in, login, run_command as run, use_engine
+from students.tests.helpers import is_signed_in, login, run_command as run, use_engine
 
 pytestmark = pytest.mark.django_db
 
@@ -47,12 +47,13 @@ def exists(key):
 
 
 def index(key, user_id, logged_in_at=None):
-    """Write the row the server writes at login, from the session's own data where it has it."""
+    """Write (or overwrite, e.g. forge) a session's row as the server writes it at login, from the
+    session's own data where it has it."""
     session = store_class()(key).load()
     stamp = session.get(LOGIN_TIME_KEY)
-    SessionOwner.objects.create(
-        session_key=key, user_id=str(user_id), zone=session.get(ZONE_KEY, ""),
-        logged_in_at=logged_in_at or (datetime.fromtimestamp(stamp, UTC) if stamp else timezone.now()))
+    SessionOwner.objects.update_or_create(session_key=key, defaults=dict(
+        user_id=str(user_id), zone=session.get(ZONE_KEY, ""),
+        logged_in_at=logged_in_at or (datetime.fromtimestamp(stamp, UTC) if stamp else timezone.now())))
 
 
 def anonymous_visit():
@@ -63,14 +64,14 @@ def anonymous_visit():
     return store.session_key
 
 
-def logins(users, mixed):
-    """Two sessions each for alice, carol and the teacher, and an anonymous one. Indexed: every
-    login session, or (mixed) the first of each user's two only."""
+def logins(mixed):
+    """Two sessions each for alice, carol and the teacher, and an anonymous one. Each login writes
+    its row (students.session_index); mixed: the second session of each user loses its row, as a
+    session from before the index has none."""
     tabs = {name: [login(name), login(name)] for name in ("alice", "carol", "teacher")}
-    for name, (first, second) in tabs.items():
-        index(key_of(first), users[name].pk)
-        if not mixed:
-            index(key_of(second), users[name].pk)
+    assert rows() == {key_of(tab) for pair in tabs.values() for tab in pair}
+    if mixed:
+        SessionOwner.objects.filter(session_key__in=[key_of(second) for _, second in tabs.values()]).delete()
     return tabs, anonymous_visit()
 
 
@@ -80,7 +81,7 @@ def rows():
 
 @pytest.mark.parametrize("mixed", [False, True], ids=["all-indexed", "half-indexed"])
 def test_keep_staff_through_the_index_keeps_exactly_the_staff(storing_engine, users, mixed):
-    tabs, anonymous = logins(users, mixed)
+    tabs, anonymous = logins(mixed)
     assert owners.in_use()
 
     run("--keep-staff")
@@ -95,7 +96,7 @@ def test_keep_staff_through_the_index_keeps_exactly_the_staff(storing_engine, us
 
 @pytest.mark.parametrize("mixed", [False, True], ids=["all-indexed", "half-indexed"])
 def test_exclude_user_through_the_index_keeps_exactly_that_user(storing_engine, users, mixed):
-    tabs, anonymous = logins(users, mixed)
+    tabs, anonymous = logins(mixed)
 
     run("--exclude-user", "carol")
 
@@ -140,7 +141,7 @@ def test_a_row_naming_another_user_does_not_keep_a_staff_session_unread(storing_
 def test_a_zone_run_through_the_index_deletes_exactly_the_due_users(storing_engine, users, mixed):
     """One group of a per-user time zone run (students.zones.restricted: only alice is due,
     anonymous sessions kept): alice's sessions go, carol's, the teacher's and the anonymous stay."""
-    tabs, anonymous = logins(users, mixed)
+    tabs, anonymous = logins(mixed)
     keep = KeepRule(only_user_ids=frozenset({str(users["alice"].pk)}), keep_anonymous=True)
 
     counts = purge(detect_engine(), keep, before=timezone.now() + timedelta(seconds=1))
@@ -154,15 +155,31 @@ def test_a_zone_run_through_the_index_deletes_exactly_the_due_users(storing_engi
     assert (is_signed_in(tabs["alice"][1], "alice"), is_signed_in(tabs["carol"][1], "carol")) == (False, True)
 
 
+def test_a_zone_run_keeps_a_due_staff_session_only_by_its_own_data(storing_engine, users):
+    """A zone run with --keep-staff where alice and the teacher are both due: the teacher's session
+    stays; alice's, whose row was forged to name the teacher, goes with its row."""
+    teacher, alice = login("teacher"), login("alice")
+    index(key_of(alice), users["teacher"].pk)  # forged: the session is alice's
+    due = frozenset({str(users["alice"].pk), str(users["teacher"].pk)})
+    keep = KeepRule(keep_staff=True, staff_ids=frozenset({str(users["teacher"].pk)}), only_user_ids=due,
+                    keep_anonymous=True)
+
+    purge(detect_engine(), keep, before=timezone.now() + timedelta(seconds=1))
+
+    assert (exists(key_of(teacher)), exists(key_of(alice))) == (True, False)
+    assert rows() == {key_of(teacher)}
+    assert (is_signed_in(teacher, "teacher"), is_signed_in(alice, "alice")) == (True, False)
+
+
 def test_a_full_purge_leaves_no_row(storing_engine, users):
-    tabs, anonymous = logins(users, mixed=False)
+    tabs, anonymous = logins(mixed=False)
     run()
     assert rows() == set()
     assert not exists(anonymous) and not any(exists(key_of(tab)) for pair in tabs.values() for tab in pair)
 
 
 def test_a_dry_run_changes_no_row(storing_engine, users):
-    tabs, _ = logins(users, mixed=False)
+    tabs, _ = logins(mixed=False)
     before = rows()
     run("--keep-staff", "--dry-run")
     assert rows() == before and len(before) == 6
