@@ -81,7 +81,6 @@ def test_the_site_users_code_runs_through_the_one_run_as_prefix():
     assert len(site_code) >= 8, site_code
     prefixes = ("nightly_logout_run_as", "nightly_logout_manage_argv", "nightly_logout_schedule_set_argv")
     assert [(name, task) for name, task, argv in site_code if not argv.lstrip("{ ").startswith(prefixes)] == []
-    assert "nightly_logout_run_as + [nightly_logout_absent_python" in (ROLE_DIR / "tasks/clear_schedule.yml").read_text()
 
 
 def test_files_outside_roots_folders_are_written_as_the_site_user():
