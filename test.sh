@@ -71,7 +71,7 @@ check_pytest() {
 # work shared (2026-12-01, ./test.sh in a fresh clone plus other runs).
 declare -rA EXPECTED_SECONDS=(
   [systemd]=630 [django-trixie]=520 [cluster]=470 [invalid]=400 [monitoring]=340 [bare]=250 [default]=230
-  [mail]=230 [none]=210 [absent]=175 [timezone]=155 [zones]=155
+  [mail]=230 [none]=210 [cron_cases]=300
 )
 readonly MOLECULE_LANES=2
 readonly MOLECULE_LOG_DIR="${REPO_DIR}/test-artifacts/molecule"

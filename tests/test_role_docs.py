@@ -1,15 +1,16 @@
-"""The role's variables are declared once, in meta/argument_specs.yml: the README's table and
-defaults/main.yml must say the same names and defaults."""
+"""The role's variables are declared once, in meta/argument_specs.yml: the README's variable table is generated
+from it (scripts/role-variables.py) and defaults/main.yml must hold the same defaults."""
 
-import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
 
-ROLE_DIR = Path(__file__).resolve().parent.parent / "ansible/roles/nightly_logout"
-# A README table row: | `nightly_logout_x` | `default` or required | description |
-ROW = re.compile(r"^\| `(nightly_logout_\w+)` \| (.+?) \| (.+) \|$")
+REPO_DIR = Path(__file__).resolve().parent.parent
+ROLE_DIR = REPO_DIR / "ansible/roles/nightly_logout"
+GENERATOR = REPO_DIR / "scripts/role-variables.py"
 
 
 def spec_options() -> dict:
@@ -17,31 +18,28 @@ def spec_options() -> dict:
     return specs["argument_specs"]["main"]["options"]
 
 
-def readme_rows() -> dict:
-    rows = {}
-    for line in (ROLE_DIR / "README.md").read_text().splitlines():
-        match = ROW.match(line)
-        if match:
-            rows[match[1]] = (match[2], match[3])
-    return rows
+def test_readme_variable_table_is_the_one_generated_from_argument_specs():
+    """Names, types, defaults and descriptions: any difference fails, with the diff and the command to run."""
+    result = subprocess.run([sys.executable, GENERATOR, "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
-def shown_default(option: dict) -> str:
-    """How the README shows a default: the YAML/JSON value in backticks, or 'required'."""
-    if option.get("required"):
-        return "required"
-    default = option["default"]
-    return f"`{default}`" if isinstance(default, str) and default else f"`{json.dumps(default)}`"
+def test_the_generator_sees_a_changed_description(tmp_path):
+    """--check compares descriptions, not only names: a README whose row says something else is caught."""
+    readme = (ROLE_DIR / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `nightly_logout_hour` |"))
+    assert "Hour (0-23)" in row
+    changed = tmp_path / "README.md"
+    changed.write_text(readme.replace(row, row.replace("Hour (0-23)", "Hour (1-24)")))
+    result = subprocess.run([sys.executable, GENERATOR, "--check", "--readme", changed], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "-" + row.replace("Hour (0-23)", "Hour (1-24)") in result.stdout and "+" + row in result.stdout
 
 
-def test_readme_lists_every_variable_of_argument_specs_in_order():
-    assert list(readme_rows()) == list(spec_options())
-
-
-def test_readme_defaults_match_argument_specs():
-    rows = readme_rows()
-    for name, option in spec_options().items():
-        assert rows[name][0] == shown_default(option), name
+def test_root_readme_links_to_the_role_readme_instead_of_copying_the_variables():
+    root = (REPO_DIR / "README.md").read_text()
+    assert "ansible/roles/nightly_logout/README.md#variables" in root
+    assert [name for name in spec_options() if f"| `{name}` |" in root] == []
 
 
 def test_every_variable_has_a_type_and_a_description():
@@ -81,7 +79,6 @@ def test_the_site_users_code_runs_through_the_one_run_as_prefix():
     assert len(site_code) >= 8, site_code
     prefixes = ("nightly_logout_run_as", "nightly_logout_manage_argv", "nightly_logout_schedule_set_argv")
     assert [(name, task) for name, task, argv in site_code if not argv.lstrip("{ ").startswith(prefixes)] == []
-    assert "nightly_logout_run_as + [nightly_logout_absent_python" in (ROLE_DIR / "tasks/clear_schedule.yml").read_text()
 
 
 def test_files_outside_roots_folders_are_written_as_the_site_user():

@@ -129,8 +129,8 @@ def test_switching_from_a_pythonanywhere_task_to_none_deletes_the_task(site_user
 def schedule_with_cron(site_user, home, **overrides):
     """The role's schedule_times and schedule_cron, as the site user (its crontab needs no root). The rest of
     the role is left out: it installs cron with apt, which needs root; the facts of its earlier steps are
-    given. The whole role with cron is proven by molecule/zones. Facts gathered, as the role's play does: they tell
-    the role it already runs as the site user (no runuser)."""
+    given. The whole role with cron is proven by molecule/cron_cases (its zones host). Facts gathered, as the
+    role's play does: they tell the role it already runs as the site user (no runuser)."""
     variables = {
         "ansible_python_interpreter": str(VENV_DIR / "bin/python"),
         "nightly_logout_scheduler": "cron",
