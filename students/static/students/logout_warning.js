@@ -121,6 +121,7 @@
     if (asking || finished) return;
     var gap = Date.now() - lastAsk;
     if (gap < MIN_ASK_GAP_MS) {
+      clearTimeout(timer);  // a pending tick would clear this retry and count on to zero
       timer = setTimeout(ask, MIN_ASK_GAP_MS - gap);
       return;
     }
