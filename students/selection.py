@@ -21,11 +21,12 @@ FUTURE_LOGIN_TOLERANCE_SECONDS = 300
 
 
 class UnknownUsers(Exception):
-    """--exclude-user named usernames that do not exist (a typo must not silently keep nobody)."""
+    """An option named usernames that do not exist: --exclude-user (a typo must not silently keep
+    nobody), --user (students.session_index: nothing is done)."""
 
-    def __init__(self, usernames):
+    def __init__(self, usernames, option="--exclude-user", then=""):
         self.usernames = sorted(usernames)
-        super().__init__(f"unknown username(s) for --exclude-user: {', '.join(self.usernames)}")
+        super().__init__(f"unknown username(s) for {option}: {', '.join(self.usernames)}{then}")
 
 
 @dataclass(frozen=True)
@@ -76,20 +77,28 @@ class KeepRule:
         return sorted(self.user_ids | self.staff_ids)
 
 
+def users_named(usernames, option="--exclude-user", then=""):
+    """The users with these usernames, in the order given, each once. Raises UnknownUsers (naming
+    `option`) when any does not exist."""
+    User = get_user_model()
+    usernames = tuple(dict.fromkeys(usernames))  # keep order, drop repeats
+    found = {user.get_username(): user
+             for user in User._default_manager.filter(**{f"{User.USERNAME_FIELD}__in": usernames})}
+    missing = set(usernames) - set(found)
+    if missing:
+        raise UnknownUsers(missing, option, then)
+    return [found[name] for name in usernames]
+
+
 def resolve_keep_rule(usernames=(), keep_staff=False, keep_remembered=False):
     """Look the users up once, so deciding a session is a set lookup. Raises UnknownUsers."""
     User = get_user_model()
-    usernames = tuple(dict.fromkeys(usernames))  # keep order, drop repeats
-    found = dict(
-        User._default_manager.filter(**{f"{User.USERNAME_FIELD}__in": usernames}).values_list(User.USERNAME_FIELD, "pk")
-    ) if usernames else {}
-    missing = set(usernames) - set(found)
-    if missing:
-        raise UnknownUsers(missing)
+    users = users_named(usernames)
     staff_ids = frozenset(
         str(pk) for pk in User._default_manager.filter(is_staff=True).values_list("pk", flat=True)
     ) if keep_staff else frozenset()
-    return KeepRule(usernames=usernames, user_ids=frozenset(str(pk) for pk in found.values()),
+    return KeepRule(usernames=tuple(user.get_username() for user in users),
+                    user_ids=frozenset(str(user.pk) for user in users),
                     keep_staff=keep_staff, staff_ids=staff_ids, keep_remembered=keep_remembered)
 
 

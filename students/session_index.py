@@ -27,7 +27,6 @@ from datetime import UTC, datetime
 from importlib import import_module
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.sessions.backends import signed_cookies
 from django.db import transaction
 from django.utils import timezone
@@ -35,7 +34,7 @@ from django.utils import timezone
 from students import cutoff
 from students.cutoff import SPARED_BY_KEY
 from students.models import LogoutRun, SessionOwner
-from students.selection import LOGIN_TIME_KEY, ZONE_KEY
+from students.selection import LOGIN_TIME_KEY, ZONE_KEY, users_named
 
 logger = logging.getLogger("students.logout")
 
@@ -102,14 +101,6 @@ def sessions_of(user):
 
 # --- logging users out now ------------------------------------------------------------------------
 
-class UnknownUsernames(Exception):
-    """--user (or the admin action) named users that do not exist: nothing was done."""
-
-    def __init__(self, usernames):
-        self.usernames = sorted(usernames)
-        super().__init__(f"unknown username(s) for --user: {', '.join(self.usernames)}; nothing was done")
-
-
 @dataclass(frozen=True)
 class Ended:
     """What log_out_users / end_other_sessions did."""
@@ -120,22 +111,10 @@ class Ended:
     purge_ms: float      # the time spent finding and deleting them (and their rows)
 
 
-def users_named(usernames):
-    """{username: user} for these usernames, in the order given. Raises UnknownUsernames."""
-    User = get_user_model()
-    usernames = tuple(dict.fromkeys(usernames))
-    found = {getattr(u, User.USERNAME_FIELD): u
-             for u in User._default_manager.filter(**{f"{User.USERNAME_FIELD}__in": usernames})}
-    missing = set(usernames) - set(found)
-    if missing:
-        raise UnknownUsernames(missing)
-    return [found[name] for name in usernames]
-
-
 def log_out_users(usernames):
-    """End every session of these users now (`logout_all_users --user`). Raises UnknownUsernames
+    """End every session of these users now (`logout_all_users --user`). Raises selection.UnknownUsers
     before changing anything."""
-    return end_sessions(users_named(usernames))
+    return end_sessions(users_named(usernames, option="--user", then="; nothing was done"))
 
 
 def end_sessions(users, *, spare=None):

@@ -203,7 +203,7 @@ class Command(BaseCommand):
                                f"{', '.join(clashing)}", returncode=2)
         try:
             ended = session_index.log_out_users(options["user"])
-        except session_index.UnknownUsernames as exc:
+        except UnknownUsers as exc:
             raise CommandError(_one_line(exc))
         except DatabaseError as exc:
             raise CommandError(f"Database error: {_one_line(exc)}")
