@@ -17,7 +17,8 @@ Before a purge, indexed() asks the index once:
   decided exactly as before the index: read and decoded.
 
 Rows follow the sessions: each engine deletes the rows of the sessions it deletes, in the same
-transaction where the store is the database (forget_sql, forget). Rows whose session Django's own
+transaction where the store is the database (forget_sql, forget), except db_postgres's block ranges:
+one anti-join after the last range drops the rows whose session is gone. Rows whose session Django's own
 expiry removed (clearsessions, a Redis TTL, the file engine's cleanup) go by sweep(): a session
 cannot expire by itself before login + SESSION_COOKIE_AGE (its expiry is its last save + that
 age), so each real run checks only the rows whose login is older than that, against the store, and
