@@ -209,7 +209,7 @@ class Fill:
         from django.contrib.auth.models import User
         from importlib import import_module
 
-        from students.cutoff import LOGIN_TIME_KEY
+        from students.selection import LOGIN_TIME_KEY
         from students.selection import REMEMBERED_KEY
 
         if settings.SESSION_COOKIE_AGE != SESSION_COOKIE_AGE:

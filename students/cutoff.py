@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from django.core.cache import cache
 
 from students.models import LogoutRun
-from students.selection import LOGIN_TIME_KEY, REMEMBERED_KEY, logged_in_before  # noqa: F401  (LOGIN_TIME_KEY: benchmarks read it here)
+from students.selection import REMEMBERED_KEY, logged_in_before
 
 SPARED_BY_KEY = "_students_spared_by_run"  # set by students.session_index.end_other_sessions
 

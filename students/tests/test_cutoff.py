@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from students import cutoff
 from students.models import LogoutRun
-from students.selection import FUTURE_LOGIN_TOLERANCE_SECONDS
+from students.selection import FUTURE_LOGIN_TOLERANCE_SECONDS, LOGIN_TIME_KEY
 from students.tests.helpers import is_signed_in, login
 
 pytestmark = pytest.mark.django_db
@@ -31,7 +31,7 @@ def record_run_elsewhere(expire_cached_view=True, **fields):
 def test_login_time_is_stamped_into_the_session(users):
     before = time.time()
     client = login("alice")
-    assert before <= client.session[cutoff.LOGIN_TIME_KEY] <= time.time()
+    assert before <= client.session[LOGIN_TIME_KEY] <= time.time()
 
 
 def test_session_that_began_before_the_cutoff_is_ended(users):
@@ -106,7 +106,7 @@ def test_per_request_cost_is_one_cache_read(users, django_assert_num_queries):
 def stamp_login_time(client, when):
     """What a web host whose clock shows `when` at the login writes into the session."""
     session = client.session
-    session[cutoff.LOGIN_TIME_KEY] = when
+    session[LOGIN_TIME_KEY] = when
     session.save()
 
 
