@@ -48,9 +48,10 @@ def test_two_tabs_count_down_together_and_land_on_the_login_page_with_the_reason
 
     sleeper.reload()
     sleeper.wait_for_function("document.getElementById('logout-warning')?.dataset.deadline", timeout=30000)
-    # Asleep from the page's next millisecond (Playwright for Python takes seconds here: given the
-    # milliseconds, the clock jumped to a far future and the page asked the server at once).
-    sleeper.clock.pause_at((sleeper.evaluate("Date.now()") + 1) / 1000)
+    # Asleep from two seconds ahead of the page's clock: that clock runs on while the call travels, and a
+    # pause in its past is refused ("Cannot fast-forward to the past"; CI took longer than 1 ms). In
+    # seconds: Playwright for Python reads seconds here, and milliseconds jumped to a far future.
+    sleeper.clock.pause_at(sleeper.evaluate("Date.now()") / 1000 + 2)
     asleep_for = (instant - dt.datetime.now(dt.UTC)).total_seconds()  # what its countdown still shows
     assert asleep_for > 12, "too little time left to tell catching up from counting on"
 
