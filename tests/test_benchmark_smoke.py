@@ -1,11 +1,12 @@
-"""SMOKE TEST of the benchmark scripts, not a benchmark: N=1000, no timing is asserted.
+"""SMOKE TEST of the benchmark scripts, not a benchmark: small N, no timing is asserted.
 
-It checks that benchmarks/bench_logout.py still runs end to end on every session engine and that, on
-its realistic fill, the floor and logout_all_users leave no session (and, with cached_db, no cache key)
-behind, that --keep-staff keeps exactly the live staff sessions, that the ownership index keeps rows of
-exactly the sessions left, and that the unrelated Redis keys and
-files planted beside the sessions survive every approach. The script compares what is left with the
-fill key by key; here we read its report. The figures themselves live in docs/benchmarks.md.
+It checks that `python -m benchmarks.bench_logout` still runs end to end on every session engine and
+that, on its realistic fill, the floor and logout_all_users leave no session (and, with cached_db, no
+cache key) behind, that --keep-staff keeps exactly the live staff sessions, that the ownership index
+keeps rows of exactly the sessions left, and that the unrelated Redis keys and files planted beside the
+sessions survive every approach. The script compares what is left with the fill key by key; here we
+read its report. The figures
+themselves live in docs/benchmarks.md.
 """
 import json
 import subprocess
@@ -15,11 +16,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-BENCH = REPO / "benchmarks"
 
 
-def bench(*args, timeout=300):
-    result = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+def bench(script, *args, timeout=300):
+    """Run benchmarks.<script> as the README says: `python -m`, from the repository root."""
+    result = subprocess.run([sys.executable, "-m", f"benchmarks.{script}", *map(str, args)], cwd=REPO,
+                            capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -27,7 +29,7 @@ def bench(*args, timeout=300):
 @pytest.mark.parametrize("backend", ["sqlite", "cached_db-redis", "cache-redis", "file"])
 def test_bench_logout_smoke(backend, tmp_path):
     out = tmp_path / "figures.json"
-    bench(BENCH / "bench_logout.py", "--backend", backend, "-n", "1000", "--runs", "1",
+    bench("bench_logout", "--backend", backend, "-n", "1000", "--runs", "1",
           "--per-session-limit", "50", "--json", out)
     figures = json.loads(out.read_text())
     results, live_staff = figures["results"], figures["counts"]["staff"]
@@ -62,7 +64,7 @@ def test_bench_logout_smoke(backend, tmp_path):
 def test_bench_curve_smoke(tmp_path):
     doc = tmp_path / "benchmarks.md"
     doc.write_text("before\n<!-- bench:curve -->\nplaceholder\n<!-- /bench:curve -->\nafter\n")
-    bench(BENCH / "bench_curve.py", "--backends", "sqlite,file", "--sizes", "300,600", "--file-sizes", "200",
+    bench("bench_curve", "--backends", "sqlite,file", "--sizes", "300,600", "--file-sizes", "200",
           "--runs", "1", "--doc", doc)
     text = doc.read_text()
     assert text.startswith("before\n<!-- bench:curve -->\n") and text.endswith("<!-- /bench:curve -->\nafter\n")
