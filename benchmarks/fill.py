@@ -5,6 +5,7 @@ Every session's data is encoded and signed as Django's own SessionStore would (o
 user, then a cheap signature per row); each login also gets its ownership-index row and, for "keep me
 signed in" ones, its RememberedLogin row. `Fill.judge` compares what an approach left with the fill,
 key by key. Where the fill is written (a database, Redis, a folder) is benchmarks.stores' concern.
+`one_user_among` is bench_logout_user's simpler store: one user's sessions among many.
 """
 import datetime as dt
 import random
@@ -233,3 +234,35 @@ def session_signer(store):
 def zone_hour_user_ids(student_ids):
     """The students in ZONE_HOUR_ZONE: every ZONE_HOUR_EVERY-th by id (the fill and the child agree)."""
     return sorted(student_ids)[::ZONE_HOUR_EVERY]
+
+
+def one_user_among(n, users, theirs_count):
+    """bench_logout_user's store (db engine): n sessions, each with its ownership-index row, theirs_count
+    of them the user "target"'s and the rest spread over `users` other users; what a previous fill left
+    goes first. Returns the target's session keys."""
+    from django.contrib.auth.models import User
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    from students.models import SessionOwner
+
+    Session.objects.all().delete()
+    SessionOwner.objects.all().delete()
+    User.objects.all().delete()
+    User.objects.bulk_create([User(username=f"u{i}") for i in range(users)], batch_size=5000)
+    ids = list(User.objects.order_by("pk").values_list("pk", flat=True))
+    target = User.objects.create(username="target")
+    now = timezone.now()
+    expire = now + dt.timedelta(days=14)
+    store = SessionStore()
+    owners = [target.pk] * theirs_count + [ids[i % len(ids)] for i in range(n - theirs_count)]
+    for start in range(0, len(owners), 10_000):
+        chunk = owners[start:start + 10_000]
+        keys = [store._get_new_session_key() for _ in chunk]
+        Session.objects.bulk_create(
+            [Session(session_key=k, session_data=store.encode({"_auth_user_id": str(u)}), expire_date=expire)
+             for k, u in zip(keys, chunk)])
+        SessionOwner.objects.bulk_create(
+            [SessionOwner(session_key=k, user_id=str(u), logged_in_at=now) for k, u in zip(keys, chunk)])
+    return set(SessionOwner.objects.filter(user_id=str(target.pk)).values_list("session_key", flat=True))

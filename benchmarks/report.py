@@ -1,10 +1,12 @@
 """The report: the machine and versions a run saw, each script's table of figures (bench_logout's next
-to their floor and peers, bench_curve's per engine and size, bench_site_up's latency per phase), and
-the writer that puts a table between its markers in docs/benchmarks.md.
+to their floor and peers, bench_curve's per engine and size, bench_site_up's latency per phase,
+bench_login_index's against its target), and the writer that puts a table between its markers in
+docs/benchmarks.md.
 """
 import datetime as dt
 import os
 import platform
+import statistics
 from pathlib import Path
 
 from benchmarks.approaches import APPROACHES
@@ -209,3 +211,29 @@ def render_site_schedule(args, command, info, phases, rows, relogins):
               "Errors seen: " + (", ".join(sorted({r[3] for r in rows if r[3]})) or "none") + ".",
               "", "Reproduce:", "", "```", command, "```"]
     return "\n".join(lines)
+
+
+# bench_login_index's figures: a login with the index and without it
+LOGIN_TARGET_RATIO = 1.05  # login p50 and p99 with the index within 5% of without
+
+
+def print_login_figures(label, figures, judged):
+    """Print the figures; judged: compare with the target (a real login, the site's hasher), or only
+    show the index's share of the rest of a login's work (the fast hasher)."""
+    with_ms, without_ms = ([f[0] for f in figures[side]] for side in (True, False))
+    index_ms = [f[2] for f in figures[True]]
+    queries = {side: statistics.median(f[1] for f in figures[side]) for side in (True, False)}
+    ok = True
+    print(f"{label}: {len(with_ms)} logins each way")
+    for name, q in (("p50", 50), ("p99", 99)):
+        a, b, own = percentile(with_ms, q), percentile(without_ms, q), percentile(index_ms, q)
+        ratio = a / b
+        ok &= ratio <= LOGIN_TARGET_RATIO or not judged
+        verdict = (f"(target: at most {LOGIN_TARGET_RATIO:.2f}x) {'OK' if ratio <= LOGIN_TARGET_RATIO else 'MISSED'}"
+                   if judged else "(no target: the login without its hasher)")
+        print(f"  login {name}: {a:7.1f} ms with the index, {b:7.1f} ms without: {ratio:.3f}x {verdict}; "
+              f"the index's own code {own:.2f} ms = {own / b:.1%} of that login without it")
+    mean_added = statistics.mean(with_ms) - statistics.mean(without_ms)
+    print(f"  mean added per login: {mean_added:+.2f} ms measured, {statistics.mean(index_ms):.2f} ms in the "
+          f"index's code; queries per login POST: {queries[True]:.0f} with, {queries[False]:.0f} without")
+    return ok
