@@ -52,7 +52,7 @@ def on_server(session):
 def record_login(sender, request, user, **kwargs):
     """user_logged_in receiver: write this session's row. One statement (an upsert, autocommitted): a
     login on SQLite pays a commit, so update_or_create's read, savepoint and transaction cost it
-    more (scripts/bench_login_index.py)."""
+    more (benchmarks/bench_login_index.py)."""
     session = getattr(request, "session", None)
     if session is None or not on_server(session):
         return
