@@ -85,11 +85,16 @@ def test_bench_site_up_smoke(tmp_path):
 
 
 def test_bench_site_up_schedule_smoke():
-    result = bench("bench_site_up", "--schedule", "-n", "500", "--threads", "1", "--phase-seconds", "1",
+    result = bench("bench_site_up", "--schedule", "-n", "500", "--threads", "1", "--phase-seconds", "2",
                    "--rounds", "1", "--cleanup-every", "1")
+    phases = ["no schedule", "schedule, cutoff in force", "scheduler none, site cleanup on"]
+    # Each phase's note (sessions before -> after) is there whatever traffic a loaded machine let through
+    # in a short phase; which phases had a page view end inside them is not (the full suite saw one of three).
+    notes = [line.split(":")[0].removeprefix("- ") for line in result.stdout.splitlines() if line.startswith("- ")]
+    assert notes == phases
     rows = [line.split("|")[1:3] for line in result.stdout.splitlines() if line.startswith("| ")]
     page_views = {phase.strip() for phase, kind in rows if kind.strip() == "page view"}
-    assert page_views == {"no schedule", "schedule, cutoff in force", "scheduler none, site cleanup on"}
+    assert page_views and page_views <= set(phases)
 
 
 def test_bench_login_index_smoke():
