@@ -284,7 +284,7 @@ def schedule_on_pythonanywhere(site, api, **overrides):
     }
     tasks = [{"name": f"The role's {part}",
               "ansible.builtin.include_role": {"name": "nightly_logout", "tasks_from": part}}
-             for part in ("schedule_times", "schedule_pythonanywhere")]
+             for part in ("validate/run_times", "pythonanywhere/schedule")]
     return run_role(site, api, tasks=tasks, nightly_logout_per_user_zones=True, **steps, **overrides)
 
 

@@ -57,21 +57,21 @@ def test_defaults_file_matches_argument_specs():
 
 
 def role_tasks():
-    """(file name, task) for every task of tasks/*.yml, blocks opened."""
+    """(file name under tasks/, task) for every task of tasks/**/*.yml, blocks opened."""
     def walk(tasks):
         for task in tasks or []:
             yield task
             for key in ("block", "rescue", "always"):
                 yield from walk(task.get(key))
-    for path in sorted((ROLE_DIR / "tasks").glob("*.yml")):
+    for path in sorted((ROLE_DIR / "tasks").rglob("*.yml")):
         for task in walk(yaml.safe_load(path.read_text())):
-            yield path.name, task
+            yield str(path.relative_to(ROLE_DIR / "tasks")), task
 
 
 def test_the_site_users_code_runs_through_the_one_run_as_prefix():
     """Root trusts nothing the site user controls: every command that starts the site's python or manage.py
     starts with nightly_logout_run_as (vars/main.yml), the one home of `runuser -u <user> --`."""
-    assert "runuser" not in "".join(path.read_text() for path in (ROLE_DIR / "tasks").glob("*.yml"))
+    assert "runuser" not in "".join(path.read_text() for path in (ROLE_DIR / "tasks").rglob("*.yml"))
     commands = [(name, task) for name, task in role_tasks() if "ansible.builtin.command" in task]
     site_code = [(name, task["name"], str(task["ansible.builtin.command"].get("argv")))
                  for name, task in commands
@@ -83,7 +83,8 @@ def test_the_site_users_code_runs_through_the_one_run_as_prefix():
 
 def test_files_outside_roots_folders_are_written_as_the_site_user():
     """A file, template or copy task whose path is not root's (/etc: logrotate, systemd; systemd's timer stamps)
-    switches to the site user, or to root only where tasks/validate.yml found the whole way to the path root's."""
+    switches to the site user, or to root only where tasks/validate/paths_and_host.yml found the whole way to
+    the path root's."""
     writes = [(name, task) for name, task in role_tasks()
               for module in ("ansible.builtin.file", "ansible.builtin.template", "ansible.builtin.copy")
               if module in task]

@@ -127,7 +127,7 @@ def test_switching_from_a_pythonanywhere_task_to_none_deletes_the_task(site_user
 
 
 def schedule_with_cron(site_user, home, **overrides):
-    """The role's schedule_times and schedule_cron, as the site user (its crontab needs no root). The rest of
+    """The role's validate/run_times and cron/schedule, as the site user (its crontab needs no root). The rest of
     the role is left out: it installs cron with apt, which needs root; the facts of its earlier steps are
     given. The whole role with cron is proven by molecule/cron_cases (its zones host). Facts gathered, as the
     role's play does: they tell the role it already runs as the site user (no runuser)."""
@@ -144,7 +144,7 @@ def schedule_with_cron(site_user, home, **overrides):
     }
     tasks = [{"name": f"The role's {part}",
               "ansible.builtin.include_role": {"name": "nightly_logout", "tasks_from": part}}
-             for part in ("schedule_times", "schedule_cron")]
+             for part in ("validate/run_times", "cron/schedule")]
     return run_play(site_user, home, variables, {"name": "Cron", "gather_facts": True, "tasks": tasks})
 
 

@@ -1,5 +1,5 @@
 """The systemd backend's units, rendered by real Ansible from the role's templates with the run times the
-role itself works out (tasks/schedule_times.yml, i.e. students.schedule on this host's tzdata).
+role itself works out (tasks/validate/run_times.yml, i.e. students.schedule on this host's tzdata).
 
 Here the verdict comes from systemd's own tools, which need no running manager (molecule/systemd applies
 the role on a running systemd):
@@ -40,7 +40,7 @@ pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
 
 
 def render_units(workdir, timezone, hour, minute, per_user_zones=False, **extra):
-    """Run the role's own schedule_times.yml, then template the two units, as schedule_systemd.yml does
+    """Run the role's own validate/run_times.yml, then template the two units, as systemd/schedule.yml does
     (public: the role's vars/main.yml names the units and the writable folders). `extra`: more role variables."""
     playbook = workdir / "render.yml"
     playbook.write_text(json.dumps([{
@@ -48,7 +48,7 @@ def render_units(workdir, timezone, hour, minute, per_user_zones=False, **extra)
         "gather_facts": False,
         "tasks": [
             {"name": "Work out the run times",
-             "ansible.builtin.include_role": {"name": "nightly_logout", "tasks_from": "schedule_times",
+             "ansible.builtin.include_role": {"name": "nightly_logout", "tasks_from": "validate/run_times",
                                               "public": True}},
             {"name": "Render the units",
              "ansible.builtin.template": {"src": f"{TEMPLATES}/nightly_logout.{{{{ item }}}}.j2",
@@ -262,12 +262,12 @@ def test_a_plain_site_user_and_absolute_folders_pass(tmp_path):
 
 
 def validate_systemd(tmp_path, variables):
-    """Run the role's tasks/validate_systemd.yml with the given role variables."""
+    """Run the role's tasks/validate/systemd.yml with the given role variables."""
     playbook = tmp_path / "validate.yml"
     playbook.write_text(json.dumps([{
         "name": "Validate", "hosts": "localhost", "connection": "local", "gather_facts": False,
         "tasks": [{"name": "Check the systemd settings",
-                   "ansible.builtin.include_role": {"name": "nightly_logout", "tasks_from": "validate_systemd"}}],
+                   "ansible.builtin.include_role": {"name": "nightly_logout", "tasks_from": "validate/systemd"}}],
     }]))
     (tmp_path / "vars.json").write_text(json.dumps({
         "ansible_python_interpreter": str(VENV_DIR / "bin/python"), "nightly_logout_project_dir": str(REPO_DIR),

@@ -1,5 +1,5 @@
 """Where the role finds the site's virtualenv when nightly_logout_venv_dir is empty: the role's own
-tasks/find_venv.yml, the one home of that rule for both states, run by real Ansible (validate.yml in check
+tasks/validate/find_venv.yml, the one home of that rule for both states, run by real Ansible (validate/paths_and_host.yml in check
 mode; the whole role for state absent) against a throwaway site user whose home holds the project and, PythonAnywhere-style, ~/.virtualenvs/<name>. A working virtualenv is a link to this
 checkout's .venv (it imports django); a broken one is a python that cannot import django."""
 
@@ -69,8 +69,8 @@ def run_role(site_user, home, variables, tasks_from="main", check=False):
 
 
 def find_venv(site_user, home):
-    """Run the role's validate.yml in check mode; return (exit status, output)."""
-    return run_role(site_user, home, {}, tasks_from="validate", check=True)
+    """Run the role's validate/paths_and_host.yml in check mode; return (exit status, output)."""
+    return run_role(site_user, home, {}, tasks_from="validate/paths_and_host", check=True)
 
 
 def chosen(output):
