@@ -1,6 +1,7 @@
 """"Keep me signed in" (issue 15, part 2): a checkbox on the login page, offered only while the
 recorded schedule has keep_remembered (`logout_schedule --set ... --keep-remembered`), never by a
-setting of its own.
+setting of its own. This module holds the rule; the form (students.forms.LoginForm) and the login view
+(students.views.LoginView) ask offered() and call remember().
 
 Ticked, the login is remembered: the session gets the marker selection.REMEMBERED_KEY and a fixed
 expiry, login + SESSION_COOKIE_AGE (set_expiry with a datetime: counted from the login, not sliding
@@ -17,15 +18,12 @@ with each save), and the server writes a RememberedLogin row naming the session 
 """
 from datetime import timedelta
 
-from django import forms
 from django.conf import settings
-from django.contrib.auth import views as auth_views
-from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.sessions.backends import signed_cookies
 from django.db import transaction
 from django.utils import timezone
 
-from students import clock, zones
+from students import clock
 from students.models import RememberedLogin
 from students.selection import REMEMBERED_KEY
 
@@ -34,29 +32,6 @@ def offered():
     """Does the recorded schedule offer "Keep me signed in"? One cache read (a query on a miss)."""
     schedule = clock.recorded_schedule()
     return schedule is not None and schedule.keep_remembered
-
-
-class LoginForm(AuthenticationForm):
-    remember = forms.BooleanField(required=False, label="Keep me signed in")
-    # Filled by students/static/students/browser_zone.js: a user with no zone yet gets this one.
-    browser_zone = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if not offered():
-            del self.fields["remember"]
-
-
-class LoginView(auth_views.LoginView):
-    form_class = LoginForm
-
-    def form_valid(self, form):
-        zones.fill_from_browser(form.get_user(), form.cleaned_data.get("browser_zone", ""), timezone.now(),
-                                clock.recorded_schedule())  # before the login stamps the zone in effect
-        response = super().form_valid(form)  # logs in: a fresh session key, the login time stamped
-        if form.cleaned_data.get("remember"):
-            remember(self.request)
-        return response
 
 
 def remember(request):

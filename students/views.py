@@ -1,7 +1,10 @@
+"""The app's views; the rules they apply live in the modules they call (students.remember,
+students.warning, students.health, students.session_index, students.zones)."""
 import logging
 from datetime import UTC, datetime
 
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError
 from django.http import JsonResponse
@@ -10,13 +13,28 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_safe
 
-from students import clock, health, session_index, zones
-from students.forms import TimeZoneForm
+from students import clock, health, remember, session_index, warning, zones
+from students.forms import LoginForm, TimeZoneForm
 from students.models import UserTimeZone
 from students.schedule import zone_info
 from students.selection import LOGIN_TIME_KEY
 
 logger = logging.getLogger(__name__)
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login view with "Keep me signed in" (students.remember) and the browser's time zone
+    for a user who has none yet (students.zones)."""
+
+    form_class = LoginForm
+
+    def form_valid(self, form):
+        zones.fill_from_browser(form.get_user(), form.cleaned_data.get("browser_zone", ""), timezone.now(),
+                                clock.recorded_schedule())  # before the login stamps the zone in effect
+        response = super().form_valid(form)  # logs in: a fresh session key, the login time stamped
+        if form.cleaned_data.get("remember"):
+            remember.remember(self.request)
+        return response
 
 
 @login_required
@@ -39,6 +57,21 @@ def nightly_logout_health(request):
         logger.exception("Nightly logout health: the database could not be read")
         body = {**dict.fromkeys(health.KEYS), "status": health.UNKNOWN}
     return JsonResponse(body, status=200 if body["status"] in health.HEALTHY else 503)
+
+
+@require_safe
+@never_cache
+def nightly_logout_status(request):
+    """GET nightly-logout/status/?token=...&next=...: what the warning banner's countdown asks at zero
+    (and a tab that slept, when it wakes); see students.warning. The cutoff middleware has already
+    ended the session if its time has passed. Signed in: {"signed_in": true, "warning": {...} | null};
+    signed out: {"signed_in": false, "login_url": ...}, with the reason when the page's token says its
+    logout time has passed."""
+    now = timezone.now()
+    if request.user.is_authenticated:
+        found = warning.warning_for(request, now)
+        return JsonResponse({"signed_in": True, "warning": found.as_json() if found else None})
+    return JsonResponse({"signed_in": False, "login_url": warning.login_url(request, now)})
 
 
 @login_required

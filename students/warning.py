@@ -12,7 +12,8 @@ nothing at all, and neither does the status endpoint for an anonymous caller (it
 signature).
 
 The page (students/static/students/logout_warning.js) counts down the seconds the server sent and at
-zero asks the status endpoint. By then the cutoff middleware has ended the session; the endpoint then
+zero asks the status endpoint (students.views.nightly_logout_status, answering with warning_for and
+login_url from here). By then the cutoff middleware has ended the session; the endpoint then
 answers with the login page's address carrying a short-lived signed reason, so the login page says
 "You were signed out by the nightly logout at 02:00." only when this flow led there: the server gives
 it only to a page whose logout time has passed and whose session is gone, a logout by hand lands on
@@ -25,12 +26,9 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core import signing
-from django.http import JsonResponse
 from django.shortcuts import resolve_url
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_safe
 
 from students import clock
 from students.selection import REMEMBERED_KEY
@@ -96,21 +94,10 @@ def context(request):
     return {"logout_warning": warning_for(request, timezone.now())}
 
 
-@require_safe
-@never_cache
-def status(request):
-    """GET nightly-logout/status/?token=...&next=...: what the page's countdown asks at zero (and a
-    tab that slept, when it wakes). The cutoff middleware has already ended the session if its time
-    has passed. Signed in: {"signed_in": true, "warning": {...} | null}; signed out: {"signed_in":
-    false, "login_url": ...}, with the reason when the page's token says its logout time has passed."""
-    now = timezone.now()
-    if request.user.is_authenticated:
-        found = warning_for(request, now)
-        return JsonResponse({"signed_in": True, "warning": found.as_json() if found else None})
-    return JsonResponse({"signed_in": False, "login_url": _login_url(request, now)})
-
-
-def _login_url(request, now):
+def login_url(request, now):
+    """The login page's address for a caller of the status endpoint whose session has ended: with its
+    `next` when that stays on this site, and a signed reason when the page's token says its logout
+    time has passed."""
     query = {}
     target = request.GET.get("next", "")
     if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},

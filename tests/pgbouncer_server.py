@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from urllib.parse import urlsplit
 
-from tests.servers import _as_postgres, _wait_for_port, free_port
+from tests.servers import as_postgres, wait_for_port, free_port
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 
@@ -50,9 +50,9 @@ logfile = {log}
         shutil.chown(folder, "postgres", "postgres")
         for name in os.listdir(folder):
             shutil.chown(os.path.join(folder, name), "postgres", "postgres")
-    process = subprocess.Popen(_as_postgres([PGBOUNCER, config]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(as_postgres([PGBOUNCER, config]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for_port(port, process, "pgbouncer", log)
+        wait_for_port(port, process, "pgbouncer", log)
         yield server._replace(netloc=f"{server.username}@127.0.0.1:{port}").geturl()
     finally:
         process.terminate()

@@ -48,7 +48,7 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def _wait_for_port(port, process, name, log_path=None, timeout=30):
+def wait_for_port(port, process, name, log_path=None, timeout=30):
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -61,7 +61,8 @@ def _wait_for_port(port, process, name, log_path=None, timeout=30):
             time.sleep(0.05)
 
 
-def _as_postgres(command):
+def as_postgres(command):
+    """`command` run as the postgres OS user when this runs as root (PostgreSQL refuses root)."""
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 
@@ -87,18 +88,18 @@ def postgres(settings=(), database="postgres"):
     port = free_port()
     started = False
     try:
-        _run(_as_postgres([f"{bin_dir}/initdb", "-D", data, "-U", "postgres", "-A", "trust",
+        _run(as_postgres([f"{bin_dir}/initdb", "-D", data, "-U", "postgres", "-A", "trust",
                            "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"]))
         options = " ".join([f"-p {port}", f"-k {folder}", "-c listen_addresses=127.0.0.1",
                             *(f"-c {setting}" for setting in settings)])
-        _run(_as_postgres([f"{bin_dir}/pg_ctl", "-D", data, "-l", log, "-o", options, "-w", "-t", "60", "start"]))
+        _run(as_postgres([f"{bin_dir}/pg_ctl", "-D", data, "-l", log, "-o", options, "-w", "-t", "60", "start"]))
         started = True
         if database != "postgres":
-            _run(_as_postgres([f"{bin_dir}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", database]))
+            _run(as_postgres([f"{bin_dir}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", database]))
         yield f"postgres://postgres@127.0.0.1:{port}/{database}"
     finally:
         if started:
-            subprocess.run(_as_postgres([f"{bin_dir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"]),
+            subprocess.run(as_postgres([f"{bin_dir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"]),
                            capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -115,7 +116,7 @@ def redis():
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for_port(port, process, "redis-server", log)
+        wait_for_port(port, process, "redis-server", log)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         process.terminate()

@@ -1,11 +1,14 @@
 """The root conftest.py's rule, run for real: pytest on a throwaway project holding a copy of that
-conftest.py, its own tests/allowed_skips.txt and a test file. A skip passes only when the list names the
-test with the very reason the skip gives, and the run then prints that reason."""
+conftest.py and of the rule it imports (tests/support/skips.py), its own tests/allowed_skips.txt and a
+test file. A skip passes only when the list names the test with the very reason the skip gives, and the
+run then prints that reason."""
+import shutil
 from pathlib import Path
 
 import pytest
 
 ROOT_CONFTEST = Path(__file__).resolve().parent.parent / "conftest.py"
+SKIPS_RULE = Path(__file__).resolve().parent / "support" / "skips.py"
 
 TESTS = """
 import pytest
@@ -28,7 +31,9 @@ def project(pytester):
     conftest = ROOT_CONFTEST.read_text().replace('"tests.servers", ', "")
     assert conftest != ROOT_CONFTEST.read_text(), "the root conftest.py no longer loads tests.servers as expected"
     pytester.makeconftest(conftest)
-    (pytester.path / "tests").mkdir()
+    (pytester.path / "tests" / "support").mkdir(parents=True)
+    (pytester.path / "tests" / "support" / "__init__.py").touch()
+    shutil.copy(SKIPS_RULE, pytester.path / "tests" / "support" / "skips.py")
     pytester.makepyfile(test_things=TESTS)
 
     def run(*allowed_lines):

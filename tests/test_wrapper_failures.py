@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.faulty_run import SESSIONS, sessions_left, site_database, sql, wait_until_purging
-from tests.servers import _as_postgres, pg_bin, postgres
+from tests.servers import as_postgres, pg_bin, postgres
 from tests.support.wrapper import (  # noqa: F401 (migrated_database, mailbox_user, site: fixtures)
     TIMESTAMP, log_lines, mailbox_user, migrated_database, render_wrapper, run_as_cron, session_count, site,
     wait_for_file,
@@ -120,7 +120,7 @@ def test_the_database_lost_mid_run_fails_the_wrapper_says_what_was_done_and_mail
         try:
             wait_until_purging(url, wrapper)
             deleted = SESSIONS - sessions_left(url)
-            subprocess.run(_as_postgres([f"{pg_bin()}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"]),
+            subprocess.run(as_postgres([f"{pg_bin()}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"]),
                            check=True, capture_output=True, timeout=60)
             status = wrapper.wait(timeout=120)
         finally:

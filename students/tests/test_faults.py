@@ -18,7 +18,7 @@ import redis as redis_py
 
 from tests.faulty_run import (REPO_DIR, SESSIONS, command_env, logout, outcomes, sessions_left, site_database,
                               sql, wait_until_purging)
-from tests.servers import _as_postgres, _wait_for_port, free_port, pg_bin, postgres
+from tests.servers import as_postgres, wait_for_port, free_port, pg_bin, postgres
 
 PASSWORD = "a-long-test-password-42"
 SIGN_IN = f"""
@@ -87,7 +87,7 @@ def test_a_run_killed_mid_purge_is_marked_abandoned_and_the_next_run_finishes(po
 
 
 def _pg_ctl(data, *args):
-    subprocess.run(_as_postgres([f"{pg_bin()}/pg_ctl", "-D", data, "-w", *args]), check=True, capture_output=True,
+    subprocess.run(as_postgres([f"{pg_bin()}/pg_ctl", "-D", data, "-w", *args]), check=True, capture_output=True,
                    timeout=120)
 
 
@@ -167,7 +167,7 @@ def web_site(url, **site):
                               cwd=REPO_DIR, env=command_env(url, **site), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
-        _wait_for_port(port, server, "runserver")
+        wait_for_port(port, server, "runserver")
         yield port
     finally:
         server.terminate()

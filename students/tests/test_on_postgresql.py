@@ -9,7 +9,7 @@ import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-from conftest import skip_is_allowed
+from tests.support.skips import skip_is_allowed
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 THIS_FILE = Path(__file__).relative_to(REPO_DIR).as_posix()

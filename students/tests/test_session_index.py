@@ -4,7 +4,7 @@ every engine that stores sessions on the server and never on signed cookies; not
 page and "Sign out my other sessions".
 
 Storage is looked at directly (test_remember.in_storage: the row, the Redis key, the file), and the
-old cookie is tried on a page (conftest.is_signed_in)."""
+old cookie is tried on a page (helpers.is_signed_in)."""
 from datetime import UTC, datetime, timedelta
 import json
 from importlib import import_module

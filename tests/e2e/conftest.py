@@ -1,49 +1,23 @@
-"""What the browser tests stand on: a throwaway OS user, the site as a real server process, headless
+"""The browser tests' fixtures: a throwaway OS user, the site as a real server process, headless
 Chromium from Debian, and the role applied to this host with ansible-playbook, all cleaned up after;
-and what they share: logging in through the form, looking at session storage directly, waiting on a
-condition, and screenshots kept per test file."""
-import json
+and a screenshot folder per test file. What the tests call is in tests/support/ (site.py, browser.py,
+role.py)."""
 import os
 import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.os_users import throwaway_user
 from tests.servers import free_port
-
-REPO_DIR = Path(__file__).resolve().parents[2]
-# The virtualenv running these tests is the one the site and Ansible run from.
-VENV_BIN = Path(sys.executable).parent
-ARTIFACTS_DIR = REPO_DIR / "test-artifacts" / "e2e"
-# Debian's Chromium; Playwright never downloads a browser here.
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-PASSWORD = "correct-horse-battery-staple-42"
-# The role's logrotate entry has one fixed path: this host's own (from ./setup.sh) is put back after.
-def run(command, **kwargs):
-    """Run a command, and on failure show what it printed (a bare CalledProcessError hides it)."""
-    result = subprocess.run(command, capture_output=True, text=True, **kwargs)
-    if result.returncode != 0:
-        pytest.fail(
-            f"{' '.join(map(str, command))} exited {result.returncode}\n"
-            f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
-        )
-    return result
+from tests.support import REPO_DIR
+from tests.support.browser import ARTIFACTS_DIR, CHROMIUM, CHROMIUM_ARGS
+from tests.support.role import VENV_BIN, InstalledJob, apply_role, as_user
+from tests.support.site import PASSWORD, Site, manage, wait_until_up
 
 
 @pytest.fixture(scope="module")
@@ -60,49 +34,6 @@ def os_user():
     """A throwaway site user, so root's crontab and any real site user stay untouched."""
     with throwaway_user("nle2e", "the browser test creates an OS user and applies the role") as name:
         yield name
-
-
-def as_user(user, command):
-    """Run a shell command as `user` with the bare environment cron gives a job."""
-    home = Path("~" + user).expanduser()
-    return subprocess.run(
-        ["runuser", "-u", user, "--", "env", "-i", f"HOME={home}", f"LOGNAME={user}",
-         "PATH=/usr/bin:/bin", "SHELL=/bin/sh", "/bin/sh", "-c", command],
-        capture_output=True, text=True,
-    )
-
-
-@dataclass
-class Site:
-    url: str
-    environment: dict  # what the site and the nightly job need to reach the same database
-    password: str = PASSWORD  # of every user the fixtures and add_user create
-
-    def manage(self, *args):
-        """manage.py with the site's settings (the database the server uses); returns its stdout."""
-        return manage({**os.environ, **self.environment, "DJANGO_SETTINGS_MODULE": "lcstats.settings"}, *args).stdout
-
-    def add_user(self, username):
-        self.manage("shell", "-c", "from django.contrib.auth.models import User\n"
-                    f"User.objects.create_user({username!r}, password={self.password!r})")
-
-
-def manage(env, *args):
-    return run([sys.executable, "manage.py", *args], cwd=REPO_DIR, env=env)
-
-
-def wait_until_up(url, server, log_path, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"runserver exited {server.returncode}:\n{log_path.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"runserver did not answer {url} within {timeout}s:\n{log_path.read_text()}")
 
 
 @pytest.fixture(scope="module")
@@ -198,72 +129,6 @@ def screenshot(request):
         page.screenshot(path=folder / f"{name}.png", full_page=True)
 
     return save
-
-
-# --- what the tests do in the browser and look at in storage ----------------------------------------
-
-def log_in(browser, site, username, **context_options):
-    """A fresh browser profile (its own cookie jar; Playwright's new_context options, e.g.
-    timezone_id) that logs in through the login form."""
-    page = browser.new_context(**context_options).new_page()
-    page.goto(f"{site.url}/")
-    assert page.title() == "Log in", "an anonymous visitor should be sent to the login page"
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", site.password)
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
-    assert_on_statistics_page(page, username)
-    return page
-
-
-def assert_on_statistics_page(page, username):
-    assert page.title() == "My statistics", f"expected the statistics page, got {page.title()!r} at {page.url}"
-    assert page.inner_text("#username") == username
-
-
-def session_key(page):
-    return next(c["value"] for c in page.context.cookies() if c["name"] == "sessionid")
-
-
-def stored(site, key):
-    """Looked at in the site's session storage directly."""
-    code = f"from django.contrib.sessions.models import Session; print(Session.objects.filter(pk={key!r}).exists())"
-    return site.manage("shell", "-v", "0", "-c", code).strip() == "True"
-
-
-def banner(page):
-    """The warning banner's text (students/templates/students/logout_warning.html)."""
-    return page.inner_text("#logout-warning").strip()
-
-
-def wait_for(condition, what, timeout):
-    """Poll `condition` every 0.1 s; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {timeout:.0f} s for {what}")
-        time.sleep(0.1)
-
-
-@dataclass
-class InstalledJob:
-    user: str
-    script_path: Path
-    log_path: Path
-
-    def crontab(self):
-        return run(["crontab", "-l", "-u", self.user]).stdout
-
-    def run_like_cron(self, command):
-        return as_user(self.user, command)
-
-
-def apply_role(workdir, variables):
-    """Apply the role the way ./setup.sh does (ansible/playbook.yml), with these variables on top."""
-    vars_file = workdir / f"vars-{variables['nightly_logout_state']}.json"
-    vars_file.write_text(json.dumps(variables))
-    return run([VENV_BIN / "ansible-playbook", "playbook.yml", "-e", f"@{vars_file}"],
-               cwd=REPO_DIR / "ansible", env={**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"})
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ import json
 import re
 import time
 
-from tests.e2e.conftest import assert_on_statistics_page, log_in, session_key, stored
+from tests.support.browser import assert_on_statistics_page, log_in, session_key
+from tests.support.site import stored
 
 # The cron line the role writes: "<minute> <hour> * * * <command>".
 CRON_LINE = re.compile(r"^(\S+) (\S+) \* \* \* (.+)$")

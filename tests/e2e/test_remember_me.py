@@ -5,7 +5,8 @@ storage, the second is on the login page and their session is gone. Screenshots 
 test-artifacts/e2e/remember_me/."""
 import time
 
-from tests.e2e.conftest import assert_on_statistics_page, session_key, stored
+from tests.support.browser import assert_on_statistics_page, session_key
+from tests.support.site import stored
 
 CHECKBOX = "input[name=remember]"
 

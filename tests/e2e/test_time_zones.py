@@ -11,7 +11,8 @@ import json
 import re
 from zoneinfo import ZoneInfo
 
-from tests.e2e.conftest import assert_on_statistics_page, banner, log_in, session_key, stored
+from tests.support.browser import assert_on_statistics_page, banner, log_in, session_key
+from tests.support.site import stored
 
 TOKYO, DUBLIN = "Asia/Tokyo", "Europe/Dublin"
 LEAD = dt.timedelta(seconds=25)  # enough for recording the schedule and checking both tabs before it

@@ -10,7 +10,8 @@ import json
 import re
 import time
 
-from tests.e2e.conftest import PASSWORD, banner, stored, wait_for
+from tests.support.browser import banner, wait_for
+from tests.support.site import PASSWORD, stored
 
 COUNTDOWN = r"You will be signed out at {at} \(in (\d+ min )?\d+ s\)\. Save your work\."
 

@@ -1,12 +1,12 @@
 """The warning's switch is the role's (issue 15, part 1): `nightly_logout_warning` and
 `nightly_logout_warning_minutes`, applied with ansible-playbook for a throwaway site user, are recorded
 with the schedule in the site's database (`logout_schedule --warn-minutes`), a second run changes
-nothing, and turning the warning off records that too. The shared fixtures of tests/e2e/conftest.py
-give the user, the migrated site, the role applied with its defaults, and its removal afterwards."""
+nothing, and turning the warning off records that too. The fixtures of tests/e2e/conftest.py give the
+user, the migrated site, the role applied with its defaults, and its removal afterwards."""
 import json
 import re
 
-from tests.e2e.conftest import apply_role
+from tests.support.role import apply_role
 
 RECAP = re.compile(r"ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0")
 

@@ -2,7 +2,8 @@
 (one says it is Firefox on Windows, the other Safari on an iPhone) sees both on the page, this one
 marked; "Sign out my other sessions" deletes the other one from storage, its old cookie gets the login
 page, and this one stays signed in. Screenshots under test-artifacts/e2e/your_sessions/."""
-from tests.e2e.conftest import assert_on_statistics_page, log_in, session_key, stored
+from tests.support.browser import assert_on_statistics_page, log_in, session_key
+from tests.support.site import stored
 
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "

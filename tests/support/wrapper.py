@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-REPO_DIR = Path(__file__).resolve().parents[2]
+from tests.support import REPO_DIR
+
 VENV_DIR = REPO_DIR / ".venv"
 TEMPLATE = REPO_DIR / "ansible/roles/nightly_logout/templates/daily_logout.sh.j2"
 PING_CONFIG_TEMPLATE = REPO_DIR / "ansible/roles/nightly_logout/templates/daily_logout_ping.curl.j2"
