@@ -13,7 +13,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from students import cutoff, zones
-from students.clock import stored_schedule
+from students.schedule_store import stored_schedule
 from students.engines import detect_engine
 from students.lock import run_lock
 from students.models import LogoutRun

@@ -21,7 +21,8 @@ from django.test import Client
 from django.utils import timezone
 
 from students import health
-from students.clock import DAY, Schedule, recorded_schedule
+from students.schedule import DAY, Schedule
+from students.schedule_store import recorded_schedule
 
 PASSWORD = "a-long-test-password-42"
 ENGINES = ["db", "cached_db", "file", "signed_cookies"]
