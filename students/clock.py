@@ -23,18 +23,15 @@ What a request read lives on the request: the cutoff middleware puts the schedul
 (schedule_for), and the warning banner (students.warning), which counts down to the next scheduled
 instant (next_instant_at, remembered with the cutoffs), and the page's zone (display_zone) use that
 read: no second cache round trip, and never the read of another request served at the same time.
-
-Also here for now: what a --scheduled run stands for (due_instant).
 """
 from dataclasses import dataclass
 
 from django.core.cache import cache
 
-from students import cutoff, schedule_store, zones
+from students import cutoff, schedule_store
 from students.cutoff import Cutoff
-from students.models import LogoutRun
-from students.schedule import NotDue, Schedule, local_time
-from students.schedule_store import own_cutoff, recorded_schedule, stored_schedule
+from students.schedule import Schedule
+from students.schedule_store import own_cutoff, recorded_schedule
 
 
 def in_force(schedule, now, session_zone=None):
@@ -144,33 +141,3 @@ def read_state():
 def cutoffs_in_force(now, session=None):
     """read_state().cutoffs(now, session): every cutoff in force at `now` on `session`."""
     return read_state().cutoffs(now, session)
-
-
-# --- what a --scheduled run stands for -------------------------------------------------------------
-
-class NoSchedule(Exception):
-    """A --scheduled run on a site with no recorded schedule."""
-
-
-def due_instant(now):
-    """The scheduled instant a run fired at `now` stands for: the latest one that has passed since
-    the schedule was recorded (in per-user mode, students.zones.DueZones: the zones whose time has
-    passed). Raises NoSchedule, or schedule.NotDue when no instant has passed since the recording
-    or a successful run already stands for it. Read from the database: call it under the cluster
-    lock."""
-    schedule = stored_schedule()
-    if schedule is None:
-        raise NoSchedule("no logout schedule is recorded; record it first with "
-                         "`manage.py logout_schedule --set HH:MM --timezone ZONE`")
-    if schedule.per_user_zones:
-        return zones.due_zones(schedule, now)
-    latest = schedule.latest_instant(now)
-    if latest is None or latest <= schedule.recorded_at:
-        coming = schedule.next_instant(now)
-        raise NotDue(f"Not due: no scheduled time has passed since the schedule was recorded at "
-                     f"{local_time(schedule.recorded_at, schedule.zone)}; the first is {local_time(coming, schedule.zone)}")
-    done = LogoutRun.objects.successful().site_wide().filter(stands_for__gte=latest).first()
-    if done is not None:
-        raise NotDue(f"Already logged out for {local_time(latest, schedule.zone)} ({schedule.timezone}) by host "
-                     f"{done.host} at {local_time(done.started_at, schedule.zone)}")
-    return latest

@@ -11,8 +11,8 @@ Here: that rule, the one check of a zone name (the IANA list) and of a time (HH:
 messages show an instant (local_time), the host times a scheduler must fire at so that every
 target is hit (firing_times), and a recorded schedule's every instant (Schedule; recorded, read and
 cleared by students.schedule_store). A --scheduled run stands for the latest target that has passed
-and no run stands for yet (students.clock.due_instant, read under the cluster lock), so it runs once
-per target whatever the extra firings.
+and no run stands for yet (students.due.due_at, read under the cluster lock), so it runs once per
+target whatever the extra firings.
 
 Run as `python -m students.schedule` by the Ansible role with the site's own Python and tzdata,
 without Django configured: validate the zone and print the firing times as JSON (main).
@@ -35,11 +35,6 @@ _HH_MM = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
 
 class ScheduleError(ValueError):
     """A time (HH:MM) or time zone that cannot be used; the message names it."""
-
-
-class NotDue(Exception):
-    """Raised by a scheduled run's guard (students.clock.due_instant, under the lock) to stop it; the
-    message says why."""
 
 
 def parse_due_at(text):

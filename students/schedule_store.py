@@ -31,7 +31,7 @@ WARN_MINUTES_MAX = 720  # the warning banner shows at most 12 hours ahead
 MAX_SESSION_AGE_HOURS_MAX = 8760  # a year
 
 
-# --- reading it ----------------------------------------------------------------------------------
+# --- reading it -----------------------------------------------------------------------------------
 
 def _as_cache_value(row):
     if row is None:
@@ -145,7 +145,7 @@ def _previous(state, now):
     return tuple(sorted(latest.values(), key=lambda c: c.at))
 
 
-# --- recording and clearing it ---------------------------------------------------------------------
+# --- recording and clearing it --------------------------------------------------------------------
 
 def parse_times(main, also=()):
     """("HH:MM", ["HH:MM", ...]) -> times, the main one first, extras sorted, each once."""
