@@ -254,8 +254,8 @@ def record_zone_hour():
     from django.contrib.auth.models import User
     from django.utils import timezone
 
-    from students.clock import stored_schedule
     from students.models import LogoutRun, LogoutSchedule, UserTimeZone
+    from students.schedule_store import stored_schedule
 
     now = timezone.now()
     LogoutRun.objects.all().delete()

@@ -34,7 +34,7 @@ from django.core.cache import cache
 from django.db import router
 from django.utils import timezone
 
-from students import clock, zones
+from students import clock, schedule_store, zones
 from students.engines import detect_engine
 from students.models import LogoutSchedule
 from students.purge import Counts, delete_sessions
@@ -60,7 +60,7 @@ def note_signed_in_request():
     if time.monotonic() < _next_check:
         return
     _next_check = time.monotonic() + CHECK_SECONDS
-    schedule = clock.recorded_schedule()
+    schedule = schedule_store.recorded_schedule()
     _due.flag = schedule is not None and schedule.scheduler == LogoutSchedule.Scheduler.NONE
 
 
@@ -144,10 +144,10 @@ def _cutoffs_and_rules(now):
         return KeepRule(user_ids=c.kept_user_ids, keep_staff=c.keep_staff)
 
     found = [(c, rule_of(c)) for c in clock.cutoffs_in_force(now)]
-    schedule = clock.recorded_schedule()
+    schedule = schedule_store.recorded_schedule()
     if schedule is not None and schedule.per_user_zones:
         found += [(c, zones.restricted(rule_of(c), datetime.fromtimestamp(c.at, UTC), [c.zone], schedule))
-                  for c in clock.zone_cutoffs(schedule, now)]
+                  for c in schedule_store.zone_cutoffs(schedule, now)]
     return found
 
 

@@ -38,7 +38,7 @@ class Cutoff:
     keep_staff: bool = False
     keep_remembered: bool = False
     # Only for sessions logged out by this zone (a per-user time zone schedule's cutoff, kept when the
-    # schedule was changed: students.clock.zone_cutoffs); "": every session.
+    # schedule was changed: students.schedule_store.zone_cutoffs); "": every session.
     zone: str = ""
 
     def ends(self, session, user):

@@ -34,7 +34,7 @@ from django.core.cache import cache
 from django.db.models import Min
 from django.utils import timezone
 
-from students import cleanup, clock
+from students import cleanup, schedule_store
 from students.models import LogoutRun, LogoutSchedule
 
 logger = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ def record_firing(at):
 def logout_health(at=None):
     """The logout's health at `at` (default: now), read fresh from the database."""
     at = at or timezone.now()
-    schedule = clock.recorded_schedule()
+    schedule = schedule_store.recorded_schedule()
     if schedule is None:
         return Health(UNSCHEDULED, None, last_success(), None, None)
     if schedule.scheduler == "none":

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from django.db import DatabaseError
 from django.utils import timezone
 
-from students import cutoff, zones
-from students.clock import stored_schedule
+from students import cutoff
 from students.engines import detect_engine
 from students.lock import run_lock
 from students.models import LogoutRun
@@ -66,10 +65,10 @@ def logout_all_users(*, dry_run=False, exclude_usernames=(), keep_staff=False, k
                      batch_size=DEFAULT_BATCH_SIZE, engine_path=None, guard=None):
     """Run (or dry-run) the logout. Raises UnsupportedEngine, UnknownUsers, LockHeld, LockLost,
     DatabaseError or OSError; on any error after the run was recorded, the record says 'failed'.
-    `guard` (students.schedule, students.clock): called before anything changes, under the cluster
-    lock for a real run so two hosts cannot both pass it; it raises NotDue to stop the run. When it
-    returns a scheduled instant, the run stands for it: that instant is its cutoff, and only
-    sessions that began before it are deleted (a late run spares those that began after)."""
+    `guard` (students.due.due_at): called before anything changes, under the cluster lock for a
+    real run so two hosts cannot both pass it; it raises NotDue to stop the run. It returns what the
+    run stands for (students.due.Due): its latest instant is the run's cutoff, and only sessions
+    that began before their group's instant are deleted (a late run spares those that began after)."""
     engine = detect_engine(engine_path)
     check_purgeable(engine)
     keep = resolve_keep_rule(exclude_usernames, keep_staff, keep_remembered)
@@ -79,9 +78,10 @@ def logout_all_users(*, dry_run=False, exclude_usernames=(), keep_staff=False, k
                       keep_remembered=keep_remembered, host=host)
     clock = time.monotonic()
     if dry_run:
-        stands_for, due_zones = _standing(guard() if guard is not None else None, summary)
+        due = guard() if guard is not None else None
+        stands_for = _standing(due, summary)
         summary.started_at = timezone.now().isoformat()
-        summary.counts = _purge(engine, keep, due_zones, dry_run=True, batch_size=batch_size, before=stands_for)
+        summary.counts = _purge(engine, keep, due, dry_run=True, batch_size=batch_size)
         summary.finished_at = timezone.now().isoformat()
         summary.seconds = time.monotonic() - clock
         return summary
@@ -89,16 +89,16 @@ def logout_all_users(*, dry_run=False, exclude_usernames=(), keep_staff=False, k
     with run_lock() as lock:
         # Holding the lock, any run still marked running is one that died without recording it.
         _mark_abandoned_runs()
-        stands_for, due_zones = _standing(guard() if guard is not None else None, summary)
+        due = guard() if guard is not None else None
+        stands_for = _standing(due, summary)
         run = LogoutRun.objects.create(
             started_at=timezone.now(), stands_for=stands_for, host=host, engine=engine.path,
             keep_staff=keep_staff, keep_remembered=keep_remembered, kept_usernames=list(keep.usernames),
-            kept_user_ids=keep.kept_ids, zones=due_zones.record() if due_zones else None,
+            kept_user_ids=keep.kept_ids, zones=summary.zones,
         )
         summary.run_id, summary.started_at = run.pk, run.started_at.isoformat()
         try:
-            counts = _purge(engine, keep, due_zones, batch_size=batch_size, heartbeat=lock.refresh,
-                            before=stands_for)
+            counts = _purge(engine, keep, due, batch_size=batch_size, heartbeat=lock.refresh)
         except Exception as exc:
             _record_failure(run, exc)
             raise
@@ -123,23 +123,20 @@ def logout_all_users(*, dry_run=False, exclude_usernames=(), keep_staff=False, k
 
 
 def _standing(due, summary):
-    """What the guard returned -> (the instant the run stands for, students.zones.DueZones or None)."""
-    due_zones = due if isinstance(due, zones.DueZones) else None
-    stands_for = due_zones.latest if due_zones else due
+    """What the guard returned (students.due.Due, or None: a manual run, now) -> the instant the run
+    stands for (None: none), noted with its zones on the summary."""
+    stands_for = due.stands_for if due is not None else None
     summary.stands_for = stands_for and stands_for.isoformat()
-    summary.zones = due_zones.record() if due_zones else None
-    return stands_for, due_zones
+    summary.zones = due.record() if due is not None else None
+    return stands_for
 
 
-def _purge(engine, keep, due_zones, *, before, **options):
-    """purge(); a per-user time zone run purges each group of zones for its own instant, with the
-    rule narrowed to that group's users (students.zones.restricted)."""
-    if due_zones is None:
-        return purge(engine, keep, before=before, **options)
-    schedule = stored_schedule()
+def _purge(engine, keep, due, **options):
+    """purge() once for each group of what the run stands for (students.due.Due.purges), with that
+    group's instant and keep rule; a manual run (no Due) once, with no instant."""
     total = Counts()
-    for instant, names in due_zones.groups:
-        total.add(purge(engine, zones.restricted(keep, instant, names, schedule), before=instant, **options))
+    for before, rule in due.purges(keep) if due is not None else [(None, keep)]:
+        total.add(purge(engine, rule, before=before, **options))
     return total
 
 

@@ -23,14 +23,14 @@ from django.contrib.sessions.backends import signed_cookies
 from django.db import transaction
 from django.utils import timezone
 
-from students import clock
+from students import schedule_store
 from students.models import RememberedLogin
 from students.selection import REMEMBERED_KEY
 
 
 def offered():
     """Does the recorded schedule offer "Keep me signed in"? One cache read (a query on a miss)."""
-    schedule = clock.recorded_schedule()
+    schedule = schedule_store.recorded_schedule()
     return schedule is not None and schedule.keep_remembered
 
 

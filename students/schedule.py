@@ -1,4 +1,4 @@
-"""Local times in a time zone, as schedulers and the site see them: pure, standard library only.
+"""Local times in a time zone, as schedulers and the site see them: pure, no database, cache or settings.
 
 Schedulers fire at times of the host's clock (PythonAnywhere: UTC). A site's "02:00" is a local
 time in its own zone, which moves against the host clock twice a year and may not exist (spring
@@ -8,33 +8,33 @@ forward) or happen twice (fall back). One rule settles every such day:
     after HH:MM (inside a spring-forward gap: the end of the gap) -- target_instant.
 
 Here: that rule, the one check of a zone name (the IANA list) and of a time (HH:MM), the one way
-messages show an instant (local_time), and the host times a scheduler must fire at so that every
-target is hit (firing_times). A --scheduled run stands for the latest target that has passed and no
-run stands for yet (students.clock.due_instant, read under the cluster lock), so it runs once per
+messages show an instant (local_time), the host times a scheduler must fire at so that every
+target is hit (firing_times), and a recorded schedule's every instant (Schedule; recorded, read and
+cleared by students.schedule_store). A --scheduled run stands for the latest target that has passed
+and no run stands for yet (students.due.due_at, read under the cluster lock), so it runs once per
 target whatever the extra firings.
 
 Run as `python -m students.schedule` by the Ansible role with the site's own Python and tzdata,
-without Django: validate the zone and print the firing times as JSON (main).
+without Django configured: validate the zone and print the firing times as JSON (main).
 """
 import argparse
 import json
 import os
 import re
 import sys
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, available_timezones
 
+from students.selection import ZONE_KEY
+
+DAY = timedelta(days=1)
 _HH_MM = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
 
 
 class ScheduleError(ValueError):
     """A time (HH:MM) or time zone that cannot be used; the message names it."""
-
-
-class NotDue(Exception):
-    """Raised by a scheduled run's guard (students.clock.due_instant, under the lock) to stop it; the
-    message says why."""
 
 
 def parse_due_at(text):
@@ -105,6 +105,100 @@ def target_instant(day, due_at, zone):
 
 def _wall(instant, zone):
     return instant.astimezone(zone).replace(tzinfo=None)
+
+
+# --- a recorded schedule and its instants ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class Schedule:
+    """A recorded schedule (students.schedule_store reads, records and clears it). Empty `times` only
+    inside the store: a cleared schedule whose previous cutoffs still hold (recorded_schedule()
+    returns None for it)."""
+
+    times: tuple                     # datetime.time, the main time first
+    timezone: str                    # IANA name
+    recorded_at: datetime            # aware, UTC: R
+    scheduler: str = "cron"
+    keep_staff: bool = False
+    excluded_usernames: tuple = ()
+    kept_user_ids: frozenset = frozenset()   # str(pk) of the excluded users
+    warn_minutes: int = 0                    # the warning banner's window (students.warning); 0: off
+    keep_remembered: bool = False            # "keep me signed in" offered and kept (students.remember)
+    per_user_zones: bool = False             # each user's own zone (students.zones)
+    max_session_age_hours: int = 0           # students.cutoff.max_age_cutoff; 0: none
+    previous_cutoffs: tuple = ()             # students.cutoff.Cutoff, in force when this was recorded
+    zone: ZoneInfo = field(default=None, compare=False, repr=False)
+    # students.clock's memo of each zone's clock cutoffs, valid from that zone's latest passed instant
+    # until its next one (epoch seconds): {zone name: (start, end, cutoffs)}. It lives on the instance
+    # because its lifetime is the instance's: the store parses each stored row once per process
+    # (students.schedule_store.parsed_schedule), so the memo goes when the row does.
+    windows: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self):
+        if self.zone is None and self.timezone:
+            object.__setattr__(self, "zone", ZoneInfo(self.timezone))
+
+    def instants_on(self, day, zone=None):
+        """The scheduled instants (aware UTC) of local date `day` in `zone` (default: the schedule's),
+        in order, each once."""
+        zone = zone or self.zone
+        return sorted({target_instant(day, at, zone) for at in self.times})
+
+    def latest_instant(self, now, zone=None):
+        """The latest scheduled instant at or before `now` (aware), as an aware UTC datetime."""
+        if not self.times:
+            return None
+        day = now.astimezone(zone or self.zone).date()
+        for back in range(3):  # a local date's instants lie on that date; two days back is plenty
+            passed = [s for s in self.instants_on(day - back * DAY, zone) if s <= now]
+            if passed:
+                return passed[-1]
+        return None
+
+    def next_instant(self, now, zone=None):
+        """The first scheduled instant after `now` (aware): what a warning banner counts down to."""
+        if not self.times:
+            return None
+        day = now.astimezone(zone or self.zone).date()
+        for ahead in range(3):
+            coming = [s for s in self.instants_on(day + ahead * DAY, zone) if s > now]
+            if coming:
+                return coming[0]
+        return None
+
+    def period(self):
+        """The longest gap between consecutive scheduled times, on the wall clock (24h for a daily
+        schedule; a daylight-saving day can make a real gap one hour longer or shorter)."""
+        minutes = sorted({at.hour * 60 + at.minute for at in self.times})
+        if not minutes:
+            return None
+        gaps = [b - a for a, b in zip(minutes, minutes[1:])] + [minutes[0] + 24 * 60 - minutes[-1]]
+        return timedelta(minutes=max(gaps))
+
+    def zone_of(self, session):
+        """The zone (name, ZoneInfo) that logs out this session: in per-user mode the zone stamped at
+        its login (students.zones.stamp), else, or when it has none, the schedule's."""
+        if session is not None:
+            name = session.get(ZONE_KEY) or ""
+            zone = zone_info(name) if name else None
+            if zone is not None:
+                return name, zone
+        return self.timezone, self.zone
+
+    def as_dict(self):
+        """The JSON view (`logout_schedule --show --json`)."""
+        return {
+            "times": [f"{at:%H:%M}" for at in self.times], "timezone": self.timezone,
+            "scheduler": self.scheduler, "keep_staff": self.keep_staff,
+            "exclude_users": list(self.excluded_usernames), "recorded_at": self.recorded_at.isoformat(),
+            "previous_cutoffs": [datetime.fromtimestamp(c.at, UTC).isoformat() for c in self.previous_cutoffs],
+            # Only when on, as on the command line (--warn-minutes absent: no warning; likewise
+            # --keep-remembered).
+            **({"warn_minutes": self.warn_minutes} if self.warn_minutes else {}),
+            **({"keep_remembered": True} if self.keep_remembered else {}),
+            **({"per_user_zones": True} if self.per_user_zones else {}),
+            **({"max_session_age_hours": self.max_session_age_hours} if self.max_session_age_hours else {}),
+        }
 
 
 def firing_times(due_at, zone, clock_zone, first_day, days):

@@ -5,7 +5,7 @@ from django.core.signals import request_finished
 from django.dispatch import receiver
 from django.utils import timezone
 
-from students import cleanup, clock, session_index, zones
+from students import cleanup, schedule_store, session_index, zones
 from students.selection import LOGIN_TIME_KEY
 
 
@@ -23,7 +23,7 @@ def stamp_at_login(sender, request, user, **kwargs):
     """Stamp the session with the user's zone, which logs it out in per-user mode (students.zones;
     one query per login)."""
     if request is not None and hasattr(request, "session"):
-        zones.stamp(request.session, user, timezone.now(), clock.recorded_schedule())
+        zones.stamp(request.session, user, timezone.now(), schedule_store.recorded_schedule())
 
 
 # After the two stamps above (receivers run in the order they connect): the ownership index's row

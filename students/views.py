@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_safe
 
-from students import clock, health, remember, session_index, warning, zones
+from students import health, remember, schedule_store, session_index, warning, zones
 from students.forms import LoginForm, TimeZoneForm
 from students.models import UserTimeZone
 from students.schedule import zone_info
@@ -30,7 +30,7 @@ class LoginView(auth_views.LoginView):
 
     def form_valid(self, form):
         zones.fill_from_browser(form.get_user(), form.cleaned_data.get("browser_zone", ""), timezone.now(),
-                                clock.recorded_schedule())  # before the login stamps the zone in effect
+                                schedule_store.recorded_schedule())  # before the login stamps the zone in effect
         response = super().form_valid(form)  # logs in: a fresh session key, the login time stamped
         if form.cleaned_data.get("remember"):
             remember.remember(self.request)
@@ -86,7 +86,7 @@ def your_sessions(request):
                                   "ends at its next request). This session stays signed in.")
         return redirect("your_sessions")
     now = timezone.now()
-    schedule = clock.recorded_schedule()
+    schedule = schedule_store.recorded_schedule()
     zone = zone_info(zones.zone_in_effect(request.user, now)) or (schedule.zone if schedule else UTC)
     current_key = request.session.session_key
     rows = [{"browser": session_index.describe_user_agent(row.user_agent),
@@ -106,7 +106,7 @@ def time_zone_page(request):
     """The user's own time zone, for the per-user logout mode (students.zones). GET: the user's zone
     and any pending change; POST: change it (as zones.change() says), then GET."""
     now = timezone.now()
-    schedule = clock.recorded_schedule()
+    schedule = schedule_store.recorded_schedule()
     site_zone = schedule.timezone if schedule else ""
     row = UserTimeZone.objects.filter(user=request.user).first()
     form = TimeZoneForm(request.POST or None, initial={"zone": row.zone_at(now) if row else ""})

@@ -13,20 +13,19 @@ LogoutSchedule.per_user_zones), never by a setting of its own.
   of its own zone after its login: none lives longer than 24 hours (plus that day's daylight-saving
   shift), and switching zones cannot put a logout off.
 - Scheduled runs fire hourly and stand for the zones whose time has passed since the last run
-  (due_zones). Each deletes only the sessions of the users in those zones that began before that
-  zone's time (restricted): a user in another zone is kept, and an anonymous session goes with the
-  schedule's own zone. Such a run sets no site-wide cutoff: each zone's clock cutoff already ends
-  its sessions (students.clock).
+  (students.due.due_at, from the zones in use: zones_in_use). Each deletes only the sessions of the
+  users in those zones that began before that zone's time (restricted): a user in another zone is
+  kept, and an anonymous session goes with the schedule's own zone. Such a run sets no site-wide
+  cutoff: each zone's clock cutoff already ends its sessions (students.clock).
 - The warning banner counts down to the user's own time, and pages show times in their zone
   (students.middleware activates it).
 """
-from dataclasses import dataclass, replace
-from datetime import timedelta
+from dataclasses import replace
 
 from django.db import transaction
 
-from students.models import LogoutRun, UserTimeZone
-from students.schedule import NotDue, check_zone, local_time, zone_info
+from students.models import UserTimeZone
+from students.schedule import check_zone, zone_info
 from students.selection import ZONE_KEY
 
 
@@ -76,23 +75,7 @@ def fill_from_browser(user, name, now, schedule):
     return True
 
 
-# --- the scheduled runs ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class DueZones:
-    """What a per-user --scheduled run stands for: groups of zones whose scheduled time passed at the
-    same instant, oldest first: ((instant, (zone name, ...)), ...)."""
-
-    groups: tuple
-
-    @property
-    def latest(self):
-        return self.groups[-1][0]
-
-    def record(self):
-        """LogoutRun.zones: {zone: ISO instant}."""
-        return {name: instant.isoformat() for instant, names in self.groups for name in names}
-
+# --- which users are in which zone ----------------------------------------------------------------
 
 def zones_in_use(schedule):
     """Every zone a session may be logged out by: the schedule's, and each user's current or next."""
@@ -100,35 +83,6 @@ def zones_in_use(schedule):
     for zone, next_zone in UserTimeZone.objects.values_list("zone", "next_zone").distinct():
         names.update(name for name in (zone, next_zone) if zone_info(name) is not None)
     return sorted(names)
-
-
-def due_zones(schedule, now):
-    """The zones whose latest scheduled time has passed since the schedule was recorded and no
-    successful run stands for yet, grouped by that time. Raises NotDue when there are none. Read
-    from the database: call it under the cluster lock."""
-    recent = LogoutRun.objects.successful().filter(started_at__gte=now - timedelta(days=3))
-    # A run for some users alone (--user) covers nobody else.
-    covered_by_all = max((run.cutoff_at for run in recent if run.zones is None and run.only_user_ids is None),
-                         default=None)
-    covered = {}
-    for run in recent.exclude(zones__isnull=True):
-        for name, instant in run.zones.items():
-            covered[name] = max(covered.get(name, instant), instant)  # ISO UTC strings sort as times
-    groups, coming = {}, []
-    for name in zones_in_use(schedule):
-        zone = zone_info(name)
-        latest = schedule.latest_instant(now, zone)
-        coming.append((schedule.next_instant(now, zone), name))
-        if latest is None or latest <= schedule.recorded_at:
-            continue
-        if (covered_by_all is not None and covered_by_all >= latest) or covered.get(name, "") >= latest.isoformat():
-            continue
-        groups.setdefault(latest, []).append(name)
-    if not groups:
-        at, name = min(coming)
-        raise NotDue(f"Not due: every zone's latest logout time has a run; the next is "
-                     f"{local_time(at, zone_info(name))} ({name})")
-    return DueZones(groups=tuple((instant, tuple(names)) for instant, names in sorted(groups.items())))
 
 
 def restricted(keep, instant, names, schedule):

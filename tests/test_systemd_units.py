@@ -6,7 +6,7 @@ the role on a running systemd):
 - `systemd-analyze verify` loads the units into a throw-away manager in test mode and reports every
   setting it cannot parse (it exits 0 on some of those, so any output at all counts as a failure);
 - `systemd-analyze calendar --base-time=... --iterations=N` computes with systemd's calendar code when
-  each OnCalendar= elapses. Those instants, fed through the rule a --scheduled run follows (students.clock.due_instant),
+  each OnCalendar= elapses. Those instants, fed through the rule a --scheduled run follows (students.due.due_at),
   must give exactly one run per local day over both 2027 Dublin DST changes.
 With nightly_logout_per_user_zones the timer fires every hour at the minute instead.
 The service is named per site user and hardened: `systemd-analyze security --offline=yes` scores the rendered

@@ -21,7 +21,8 @@ from django.test import Client
 from django.utils import timezone
 
 from students import health
-from students.clock import DAY, Schedule, recorded_schedule
+from students.schedule import DAY, Schedule
+from students.schedule_store import recorded_schedule
 
 PASSWORD = "a-long-test-password-42"
 ENGINES = ["db", "cached_db", "file", "signed_cookies"]
@@ -147,7 +148,7 @@ def poll():
 def simulate(firings, due_at, zone):
     """Step the pinned clock through the firings, the schedule recorded just before the first; a
     firing runs when the latest scheduled instant has passed since the recording and no earlier run
-    stands for it (clock.due_instant's rule, without the database). Return the instants run at."""
+    stands for it (students.due.due_at's rule, without the database). Return the instants run at."""
     schedule = Schedule(times=(due_at,), timezone=str(zone), recorded_at=firings[0] - timedelta(seconds=1))
     runs, stood_for = [], schedule.recorded_at
     for now in firings:

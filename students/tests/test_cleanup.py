@@ -8,7 +8,7 @@ from django.contrib.sessions.models import Session
 from django.core.cache import cache
 
 from students import cleanup
-from students.clock import DAY
+from students.schedule import DAY
 from students.tests.helpers import D, command, is_signed_in, login, stored, use_engine
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""The site knows its schedule: `logout_schedule`, students.clock's instants (daylight-saving days
+"""The site knows its schedule: `logout_schedule`, students.schedule.Schedule's instants (daylight-saving days
 included), and `logout_all_users --scheduled` standing for the latest scheduled instant."""
 import json
 import subprocess
@@ -10,15 +10,16 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.core.management import CommandError, call_command
 
-from students import clock
+from students import clock, schedule_store
 from students.models import LogoutRun, LogoutSchedule
+from students.schedule import Schedule
 
 DUBLIN = ZoneInfo("Europe/Dublin")
 
 
 def schedule(*times, zone="Europe/Dublin", recorded_at=datetime(2020, 1, 1, tzinfo=UTC), **rules):
-    return clock.Schedule(times=tuple(time.fromisoformat(t) for t in times), timezone=zone,
-                          recorded_at=recorded_at, **rules)
+    return Schedule(times=tuple(time.fromisoformat(t) for t in times), timezone=zone,
+                    recorded_at=recorded_at, **rules)
 
 
 def at(monkeypatch, instant):
@@ -84,8 +85,8 @@ def test_period_is_the_longest_gap():
 def test_clock_cutoff_only_after_the_recording():
     recorded = datetime(2027, 6, 1, 12, 0, tzinfo=UTC)
     s = schedule("02:00", recorded_at=recorded)
-    assert s.in_force(datetime(2027, 6, 1, 23, 0, tzinfo=UTC)) == ()   # 02:00 today came before R
-    (c,) = s.in_force(datetime(2027, 6, 2, 1, 0, tzinfo=UTC))          # 02:00 IST on the 2nd
+    assert clock.in_force(s, datetime(2027, 6, 1, 23, 0, tzinfo=UTC)) == ()   # 02:00 today came before R
+    (c,) = clock.in_force(s, datetime(2027, 6, 2, 1, 0, tzinfo=UTC))          # 02:00 IST on the 2nd
     assert c.at == datetime(2027, 6, 2, 1, 0, tzinfo=UTC).timestamp()
 
 
@@ -128,11 +129,11 @@ def test_show_for_people_and_clear(users, monkeypatch):
     assert "Latest scheduled time: 2027-06-01 02:00 IST" in text
     assert "Next scheduled time: 2027-06-02 02:00 IST" in text
     assert schedule_json("--clear", "--check")["changed"] is True
-    assert clock.stored_schedule() is not None
+    assert schedule_store.stored_schedule() is not None
     assert schedule_json("--clear") == {"changed": True, "schedule": None, "latest_instant": None,
                                         "next_instant": None}
     assert schedule_json("--clear")["changed"] is False
-    assert clock.recorded_schedule() is None
+    assert schedule_store.recorded_schedule() is None
 
 
 @pytest.mark.django_db
@@ -229,8 +230,8 @@ def test_a_failed_run_stands_for_nothing(users, monkeypatch):
 def test_recorded_schedule_is_read_from_the_cache(users, django_assert_num_queries):
     schedule_command("--set", "02:00", "--timezone", "UTC")
     with django_assert_num_queries(0):
-        assert clock.recorded_schedule().times == (time(2, 0),)
+        assert schedule_store.recorded_schedule().times == (time(2, 0),)
     from django.core.cache import cache
     cache.clear()
     with django_assert_num_queries(1):
-        assert clock.recorded_schedule().scheduler == "cron"
+        assert schedule_store.recorded_schedule().scheduler == "cron"

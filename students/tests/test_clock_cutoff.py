@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.test import Client
 
-from students.clock import DAY, read_state
+from students.clock import read_state
 from students.models import LogoutRun
-from students.schedule import target_instant
+from students.schedule import DAY, target_instant
 from students.tests.helpers import D, command, is_signed_in, login, stored, use_engine_param
 
 pytestmark = pytest.mark.django_db

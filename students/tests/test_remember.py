@@ -13,7 +13,7 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 
 from students import cleanup
-from students.clock import DAY
+from students.schedule import DAY
 from students.models import LogoutRun, LogoutSchedule, RememberedLogin
 from students.selection import REMEMBERED_KEY
 from students.tests.helpers import (D, PASSWORD, command, in_storage, is_signed_in, key_of, login,

@@ -2,7 +2,7 @@
 
 Each simulation fires the scheduler the role would set up (the firing times from
 students.schedule.firing_times) through the DST days, asks at every firing what a --scheduled run
-asks (students.clock.due_instant: has a scheduled instant passed that no run stands for yet?),
+asks (students.due.due_at: has a scheduled instant passed that no run stands for yet?),
 records a run when one has, and checks: exactly one run per local day in the site's zone, none skipped, each at
 the first firing at or after the target. Europe/Dublin changes on 2027-03-28 (01:00 -> 02:00 local)
 and 2027-10-31 (02:00 -> 01:00 local); Asia/Kolkata has no DST.

@@ -17,7 +17,7 @@ from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
 
 from students import health, session_index
-from students.clock import DAY
+from students.schedule import DAY
 from students.models import LogoutRun, RememberedLogin, SessionOwner
 from students.selection import LOGIN_TIME_KEY, ZONE_KEY
 from students.tests.helpers import (D, PASSWORD, command, in_storage, is_signed_in, key_of, login_remembered, offer,

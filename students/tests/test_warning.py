@@ -19,7 +19,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from students import cutoff
-from students.clock import DAY
+from students.schedule import DAY
 from students.models import LogoutSchedule
 from students.tests.helpers import D, command, is_signed_in, login, stored
 

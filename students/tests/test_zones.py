@@ -13,7 +13,7 @@ from django.utils.formats import date_format
 from django.utils.timezone import localtime
 from django.test import Client
 
-from students.clock import DAY
+from students.schedule import DAY
 from students.models import LogoutRun, UserTimeZone
 from students.selection import ZONE_KEY
 from students.tests.helpers import D, PASSWORD, command, is_signed_in, login, stored, use_engine_param

@@ -9,13 +9,13 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, ProgrammingError
 from django.utils import timezone
 
-from students import clock, health, session_index
+from students import health, session_index
+from students.due import NoSchedule, NotDue, due_at
 from students.engines import UnsupportedEngine
 from students.lock import LockHeld, LockLost
 from students.logout import logout_all_users
 from students.purge import DEFAULT_BATCH_SIZE
 from students.purge.files import not_owned_report
-from students.schedule import NotDue
 from students.selection import UnknownUsers
 
 EXIT_LOCK_HELD = 75  # EX_TEMPFAIL: another host is doing the job right now
@@ -165,7 +165,7 @@ class Command(BaseCommand):
             if done is not None:
                 self._report(deleted_active=done.deleted_active, deleted_expired=done.deleted_expired)
             self._raise_for(exc)
-        except (UnknownUsers, UnsupportedEngine, LockLost, ImproperlyConfigured, clock.NoSchedule) as exc:
+        except (UnknownUsers, UnsupportedEngine, LockLost, ImproperlyConfigured, NoSchedule) as exc:
             raise CommandError(_one_line(exc))
 
         not_owned = summary.counts.not_owned and not summary.dry_run
@@ -227,25 +227,24 @@ class Command(BaseCommand):
         now = timezone.now()
         try:
             health.record_firing(now)
-            due = clock.due_instant(now)
+            due = due_at(now)
         except NotDue as exc:
             self.stdout.write(json.dumps({"due": False, "message": str(exc)}) if options["json"] else str(exc))
             raise SystemExit(EXIT_NOT_DUE)
-        except clock.NoSchedule as exc:
+        except NoSchedule as exc:
             raise CommandError(_one_line(exc))
         except DatabaseError as exc:
             unmigrated = isinstance(exc, ProgrammingError) or "no such table" in str(exc)
             hint = " (has `manage.py migrate` been run on this database?)" if unmigrated else ""
             raise CommandError(f"Database error: {_one_line(exc)}{hint}")
-        stands_for = getattr(due, "latest", due)  # per-user mode: students.zones.DueZones
-        message = f"Due: a scheduled run now stands for {stands_for.isoformat()}"
-        self._report(outcome="due", exit_status=0, stands_for=stands_for.isoformat())
+        message = f"Due: a scheduled run now stands for {due.stands_for.isoformat()}"
+        self._report(outcome="due", exit_status=0, stands_for=due.stands_for.isoformat())
         self.stdout.write(json.dumps({"due": True, "message": message}) if options["json"] else message)
 
     @staticmethod
     def _scheduled_guard():
-        """The instant this run stands for (students.clock.due_instant), read under the cluster lock."""
-        return clock.due_instant(timezone.now())
+        """What this run stands for (students.due.due_at), read under the cluster lock."""
+        return due_at(timezone.now())
 
     def _report_dry_run(self, summary, verbosity):
         c = summary.counts

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, ProgrammingError
 from django.utils import timezone
 
-from students import clock
+from students import schedule_store
 from students.schedule import ScheduleError, local_time, parse_due_at, parse_zone
 from students.selection import UnknownUsers
 
@@ -26,18 +26,18 @@ _zone = _checked(parse_zone, "{text!r} is not a known IANA time zone (e.g. Europ
 
 
 def _warn_minutes(text):
-    """An argparse type: a whole number of minutes from 1 to clock.WARN_MINUTES_MAX (else exit 2)."""
-    if not text.strip().isdigit() or not 1 <= int(text) <= clock.WARN_MINUTES_MAX:
-        raise argparse.ArgumentTypeError(f"must be a whole number of minutes from 1 to {clock.WARN_MINUTES_MAX}, "
-                                         f"not {text!r}")
+    """An argparse type: a whole number of minutes from 1 to schedule_store.WARN_MINUTES_MAX (else exit 2)."""
+    if not text.strip().isdigit() or not 1 <= int(text) <= schedule_store.WARN_MINUTES_MAX:
+        raise argparse.ArgumentTypeError(f"must be a whole number of minutes from 1 to "
+                                         f"{schedule_store.WARN_MINUTES_MAX}, not {text!r}")
     return int(text)
 
 
 def _max_session_age(text):
-    """An argparse type: whole hours from 0 (off) to clock.MAX_SESSION_AGE_HOURS_MAX (else exit 2)."""
-    if not text.strip().isdigit() or int(text) > clock.MAX_SESSION_AGE_HOURS_MAX:
-        raise argparse.ArgumentTypeError(f"must be a whole number of hours from 1 to {clock.MAX_SESSION_AGE_HOURS_MAX} "
-                                         f"(0: off), not {text!r}")
+    """An argparse type: whole hours from 0 (off) to schedule_store.MAX_SESSION_AGE_HOURS_MAX (else exit 2)."""
+    if not text.strip().isdigit() or int(text) > schedule_store.MAX_SESSION_AGE_HOURS_MAX:
+        raise argparse.ArgumentTypeError(f"must be a whole number of hours from 1 to "
+                                         f"{schedule_store.MAX_SESSION_AGE_HOURS_MAX} (0: off), not {text!r}")
     return int(text)
 
 
@@ -61,7 +61,7 @@ class Command(BaseCommand):
         parser.add_argument("--timezone", type=_zone, metavar="ZONE",
                             help="IANA time zone of the times, e.g. Europe/Dublin (the host's own zone when the "
                                  "times are the host clock's); required with --set.")
-        parser.add_argument("--scheduler", choices=clock.SCHEDULERS, default="cron",
+        parser.add_argument("--scheduler", choices=schedule_store.SCHEDULERS, default="cron",
                             help="What runs the storage cleanup (default cron); 'none': the site cleans up itself.")
         parser.add_argument("--keep-staff", action="store_true", help="The clock cutoff keeps staff users logged in.")
         parser.add_argument("--exclude-user", action="append", default=[], metavar="USERNAME",
@@ -97,10 +97,10 @@ class Command(BaseCommand):
             if options["show"]:
                 return self._show(options["json"])
             if options["clear"]:
-                changed = clock.clear_schedule(check=options["check"])
-                schedule = clock.stored_schedule()  # still there after --check
+                changed = schedule_store.clear_schedule(check=options["check"])
+                schedule = schedule_store.stored_schedule()  # still there after --check
             else:
-                changed, schedule = clock.record_schedule(
+                changed, schedule = schedule_store.record_schedule(
                     options["set"], options["also"], zone_name=options["timezone"], scheduler=options["scheduler"],
                     keep_staff=options["keep_staff"], exclude_users=options["exclude_user"],
                     warn_minutes=options["warn_minutes"] or 0, keep_remembered=options["keep_remembered"],
@@ -124,7 +124,7 @@ class Command(BaseCommand):
             self.stdout.write(f"The logout schedule is already {_describe(schedule)}")
 
     def _show(self, as_json):
-        schedule = clock.stored_schedule()
+        schedule = schedule_store.stored_schedule()
         if as_json:
             self.stdout.write(json.dumps(_view(schedule), sort_keys=True))
             return
