@@ -32,11 +32,12 @@ from students import cutoff, schedule_store
 from students.cutoff import Cutoff
 from students.schedule import Schedule
 from students.schedule_store import own_cutoff, recorded_schedule
+from students.selection import ZONE_KEY
 
 
 def in_force(schedule, now, session_zone=None):
     """Every clock cutoff of `schedule` in force at `now` (Cutoff, oldest first) for a session logged
-    out by `session_zone` ((name, ZoneInfo) from Schedule.zone_of; default the schedule's): in
+    out by `session_zone` ((name, ZoneInfo) from session_zone; default the schedule's): in
     per-user mode its own cutoff is that zone's, and a previous cutoff kept for another zone is left
     out."""
     name, zone = session_zone or (schedule.timezone, schedule.zone)
@@ -66,24 +67,30 @@ def schedule_for(request):
         return recorded_schedule()
 
 
+def session_zone(schedule, session):
+    """The zone (name, ZoneInfo) that logs out `session` in per-user mode: the one stamped at its
+    login, else (or with no session) the schedule's."""
+    return schedule.zone_named(session.get(ZONE_KEY) or "" if session is not None else "")
+
+
 def display_zone(schedule, session):
     """In per-user mode, the zone pages show this session's times in (its own); else None (the
     site's)."""
-    return schedule.zone_of(session)[1] if schedule is not None and schedule.per_user_zones else None
+    return session_zone(schedule, session)[1] if schedule is not None and schedule.per_user_zones else None
 
 
 def _window_at(schedule, now, session=None):
     by_zone = schedule.windows
-    session_zone = schedule.zone_of(session)
+    zone_name, zone = session_zone(schedule, session)
     stamp = now.timestamp()
-    window = by_zone.get(session_zone[0])
+    window = by_zone.get(zone_name)
     if window is not None and window[0] <= stamp < window[1]:
         return window
-    zone = session_zone[1] if schedule.per_user_zones else None
-    latest, coming = schedule.latest_instant(now, zone), schedule.next_instant(now, zone)
+    own_zone = zone if schedule.per_user_zones else None
+    latest, coming = schedule.latest_instant(now, own_zone), schedule.next_instant(now, own_zone)
     window = (latest.timestamp() if latest else float("-inf"), coming.timestamp() if coming else float("inf"),
-              in_force(schedule, now, session_zone))
-    by_zone[session_zone[0]] = window
+              in_force(schedule, now, (zone_name, zone)))
+    by_zone[zone_name] = window
     return window
 
 

@@ -27,8 +27,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, available_timezones
 
-from students.selection import ZONE_KEY
-
 DAY = timedelta(days=1)
 _HH_MM = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
 
@@ -175,15 +173,11 @@ class Schedule:
         gaps = [b - a for a, b in zip(minutes, minutes[1:])] + [minutes[0] + 24 * 60 - minutes[-1]]
         return timedelta(minutes=max(gaps))
 
-    def zone_of(self, session):
-        """The zone (name, ZoneInfo) that logs out this session: in per-user mode the zone stamped at
-        its login (students.zones.stamp), else, or when it has none, the schedule's."""
-        if session is not None:
-            name = session.get(ZONE_KEY) or ""
-            zone = zone_info(name) if name else None
-            if zone is not None:
-                return name, zone
-        return self.timezone, self.zone
+    def zone_named(self, stamp):
+        """The zone (name, ZoneInfo) that logs out a session whose login stamped zone `stamp`
+        (students.zones.stamp; "" for none): that zone if it is on the IANA list, else the schedule's."""
+        zone = zone_info(stamp) if stamp else None
+        return (stamp, zone) if zone is not None else (self.timezone, self.zone)
 
     def as_dict(self):
         """The JSON view (`logout_schedule --show --json`)."""

@@ -80,7 +80,7 @@ def warning_for(request, now):
     at = clock.next_instant_at(schedule, now, session)
     if math.isinf(at):
         return None
-    shown_in = schedule.zone_of(session)[1] if schedule.per_user_zones else schedule.zone  # the user's own zone
+    shown_in = clock.display_zone(schedule, session) or schedule.zone
     return LogoutWarning(at=at, time=f"{datetime.fromtimestamp(at, shown_in):%H:%M}",
                          seconds_left=at - now.timestamp(), window=schedule.warn_minutes * 60)
 
