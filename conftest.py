@@ -1,4 +1,4 @@
-"""Root conftest: makes the real-server fixtures (tests/servers.py) available to every test, and fails
+"""Root conftest: makes the real-server fixtures (tests/support/servers.py) available to every test, and fails
 every skip that tests/allowed_skips.txt does not list with its reason (the project's rule: a skipped
 test is a failure unless its reason is listed in one place; the rule itself is tests/support/skips.py)."""
 import pytest
@@ -6,7 +6,7 @@ import pytest
 from tests.support.skips import fail_unlisted_skip, skip_reason
 
 # pytester: tests/test_allowed_skips.py runs pytest on throwaway test files.
-pytest_plugins = ["tests.servers", "pytester"]
+pytest_plugins = ["tests.support.servers", "pytester"]
 
 
 @pytest.hookimpl(hookwrapper=True)

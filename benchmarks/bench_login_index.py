@@ -15,7 +15,7 @@ A figure, not a timed test:
 
     .venv/bin/python -m benchmarks.bench_login_index --backend sqlite --logins 100
     .venv/bin/python -m benchmarks.bench_login_index --backend postgres   # a throw-away PostgreSQL
-    (backends: sqlite, postgres, file, cache-redis, cached_db-redis; PostgreSQL and Redis from tests/servers.py)
+    (backends: sqlite, postgres, file, cache-redis, cached_db-redis; PostgreSQL and Redis from tests/support/servers.py)
 """
 import argparse
 import contextlib

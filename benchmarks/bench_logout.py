@@ -47,7 +47,7 @@ child, what is left) and the command that reproduces it; --doc writes the table 
 
     .venv/bin/python -m benchmarks.bench_logout --backend sqlite -n 1000000 --doc docs/benchmarks.md
 
-PostgreSQL and Redis are started for the run (throw-away instances from tests/servers.py). The parts
+PostgreSQL and Redis are started for the run (throw-away instances from tests/support/servers.py). The parts
 live beside this script: benchmarks.fill, benchmarks.stores, benchmarks.approaches, benchmarks.report.
 """
 import argparse

@@ -51,7 +51,7 @@ def main():
         p.error(f"--threads must be 1..{MAX_THREADS} and -n >= 1")
     command = " ".join([".venv/bin/python -m benchmarks.bench_site_up", *map(shlex.quote, sys.argv[1:])])
 
-    from tests import servers  # the throw-away PostgreSQL the tests use
+    from tests.support import servers  # the throw-away PostgreSQL the tests use
 
     with contextlib.ExitStack() as stack:
         url = stack.enter_context(servers.postgres())

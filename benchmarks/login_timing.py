@@ -14,7 +14,7 @@ USERNAMES = [f"student{i}" for i in range(20)]
 
 def configure_site(backend, stack, folder):
     """Environment for lcstats.settings (before django.setup()): the backend's servers, throw-away."""
-    from tests import servers  # the throw-away PostgreSQL and Redis the tests use
+    from tests.support import servers  # the throw-away PostgreSQL and Redis the tests use
 
     database_url = stack.enter_context(servers.postgres()) if backend == "postgres" else f"sqlite:///{folder}/db.sqlite3"
     cache_url = stack.enter_context(servers.redis()) if backend.endswith("-redis") else "locmem://"

@@ -336,10 +336,10 @@ class Store:
 
 
 def open_store(stack, backend):
-    """The backend's store on throw-away servers (PostgreSQL and Redis from tests/servers.py, SQLite and
+    """The backend's store on throw-away servers (PostgreSQL and Redis from tests/support/servers.py, SQLite and
     the session folder in a temp folder), lcstats.settings pointed at it; all of it ends with `stack`.
     Returns (store, cache URL)."""
-    from tests import servers  # imported here, not in the children: it imports pytest
+    from tests.support import servers  # imported here, not in the children: it imports pytest
 
     engine = ENGINES[backend]
     workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-logout-"))

@@ -16,7 +16,7 @@
 #
 # The container gets a copy of this work tree (read-only mount, copied inside: the tests write caches and
 # temp files), the clone, this machine's CA bundle and pip's registry settings so pip reaches PyPI, and a
-# pip cache under build/ that outlives it. Everything runs as root there (tests/servers.py runs
+# pip cache under build/ that outlives it. Everything runs as root there (tests/support/servers.py runs
 # PostgreSQL as the postgres user; the role needs root).
 set -euo pipefail
 

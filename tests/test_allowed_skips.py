@@ -28,8 +28,8 @@ def test_that_runs():
 @pytest.fixture
 def project(pytester):
     # The copy without the real-server plugin, which lives in this repository's tests package.
-    conftest = ROOT_CONFTEST.read_text().replace('"tests.servers", ', "")
-    assert conftest != ROOT_CONFTEST.read_text(), "the root conftest.py no longer loads tests.servers as expected"
+    conftest = ROOT_CONFTEST.read_text().replace('"tests.support.servers", ', "")
+    assert conftest != ROOT_CONFTEST.read_text(), "the root conftest.py no longer loads tests.support.servers as expected"
     pytester.makeconftest(conftest)
     (pytester.path / "tests" / "support").mkdir(parents=True)
     (pytester.path / "tests" / "support" / "__init__.py").touch()

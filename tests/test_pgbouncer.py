@@ -4,15 +4,15 @@ run leaves no lock behind, and a run killed with kill -9 mid-purge does not bloc
 beyond its lease. A session-level advisory lock fails here in transaction pooling: the lock stays
 on a pooled server connection and another client's statements can land on that connection.
 
-The runs are real `manage.py logout_all_users` processes; tests.fault_settings only adds a pause
+The runs are real `manage.py logout_all_users` processes; tests.support.fault_settings only adds a pause
 after every purge batch so that a second run, or kill -9, lands while the first is purging."""
 import signal
 import time
 
 import pytest
 
-from tests.faulty_run import SESSIONS, logout, outcomes, sessions_left, site_database, sql, wait_until_purging
-from tests.pgbouncer_server import pgbouncer
+from tests.support.faulty_run import SESSIONS, logout, outcomes, sessions_left, site_database, sql, wait_until_purging
+from tests.support.pgbouncer_server import pgbouncer
 
 
 @pytest.fixture(params=["transaction", "session"])

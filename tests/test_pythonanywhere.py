@@ -1,6 +1,6 @@
 """The pythonanywhere scheduler: the real role, run by ansible-playbook (connection local, temp paths, the
 site's database a migrated SQLite file), against a local STAND-IN of PythonAnywhere's API
-(tests/pythonanywhere_standin.py), because the real API cannot be reached from here. The stand-in plays
+(tests/support/pythonanywhere_standin.py), because the real API cannot be reached from here. The stand-in plays
 three kinds of account (paid; free with one daily task; free with none) and records what the role sent.
 
 Checked: the role only ever asks for one daily task at a fixed UTC time (never hourly), with hour 0 and
@@ -18,15 +18,14 @@ import shutil
 import subprocess
 import urllib.request
 from datetime import date, timedelta
-from pathlib import Path
 
 import pytest
 
-from tests.pythonanywhere_standin import (
+from tests.support import REPO_DIR
+from tests.support.pythonanywhere_standin import (
     ACCOUNT_FREE_NONE, ACCOUNT_FREE_ONE, ACCOUNT_PAID, FREE_EXPIRY_DAYS, RATE_LIMIT, StandInAPI,
 )
 
-REPO_DIR = Path(__file__).resolve().parent.parent
 VENV_DIR = REPO_DIR / ".venv"
 TOKEN = "pa-token-3b1f9c27e0d84a5c"
 USERNAME = "lcaimaths"

@@ -4,11 +4,11 @@ from it (scripts/role-variables.py) and defaults/main.yml must hold the same def
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import yaml
 
-REPO_DIR = Path(__file__).resolve().parent.parent
+from tests.support import REPO_DIR
+
 ROLE_DIR = REPO_DIR / "ansible/roles/nightly_logout"
 GENERATOR = REPO_DIR / "scripts/role-variables.py"
 

@@ -6,7 +6,7 @@ a migrated SQLite database the user owns.
 Checked: the play succeeds without root, runs nothing that needs it (packages, the cron daemon, logrotate,
 runuser), installs the wrapper for the user, records the schedule with scheduler none, schedules nothing,
 says how the logout still happens, and a second run changes nothing. A free account whose one daily task
-the role made (against the PythonAnywhere stand-in, tests/pythonanywhere_standin.py) and that switches to
+the role made (against the PythonAnywhere stand-in, tests/support/pythonanywhere_standin.py) and that switches to
 none with the token still set: the role's task is deleted, any other task stays.
 The cron scheduler's part of the role, run as the site user into its own crontab: with
 nightly_logout_per_user_zones its one entry fires every hour, and entries of earlier extra times go.
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.os_users import throwaway_user
-from tests.pythonanywhere_standin import ACCOUNT_FREE_ONE, StandInAPI
+from tests.support import REPO_DIR
+from tests.support.os_users import throwaway_user
+from tests.support.pythonanywhere_standin import ACCOUNT_FREE_ONE, StandInAPI
 
-REPO_DIR = Path(__file__).resolve().parent.parent
 VENV_DIR = REPO_DIR / ".venv"
 ROOT_ONLY_TASKS = ["Install cron and logrotate", "Start the cron daemon", "Add the logrotate entry",
                    "Check that the site user can run the virtualenv's python"]

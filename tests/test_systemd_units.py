@@ -20,15 +20,14 @@ import shutil
 import subprocess
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from students.schedule import parse_due_at, target_instant
 from students.tests.helpers import simulate
+from tests.support import REPO_DIR
 
-REPO_DIR = Path(__file__).resolve().parent.parent
 VENV_DIR = REPO_DIR / ".venv"
 TEMPLATES = REPO_DIR / "ansible/roles/nightly_logout/templates"
 # The units of the site user the tests render for (root: the user running the tests exists on every host).

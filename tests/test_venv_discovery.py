@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.os_users import throwaway_user
+from tests.support.os_users import throwaway_user
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 VENV_DIR = REPO_DIR / ".venv"

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from tests.faulty_run import SESSIONS, sessions_left, site_database, sql, wait_until_purging
-from tests.servers import as_postgres, pg_bin, postgres
+from tests.support.faulty_run import SESSIONS, sessions_left, site_database, sql, wait_until_purging
+from tests.support.servers import as_postgres, pg_bin, postgres
 from tests.support.wrapper import (  # noqa: F401 (migrated_database, mailbox_user, site: fixtures)
     TIMESTAMP, log_lines, mailbox_user, migrated_database, render_wrapper, run_as_cron, session_count, site,
     wait_for_file,
@@ -111,7 +111,7 @@ def test_the_database_lost_mid_run_fails_the_wrapper_says_what_was_done_and_mail
     with postgres(settings=("fsync=off",)) as server, site_database(server) as url:
         log = tmp_path / "logs" / "daily_logout.log"
         script, mailbox = mailed_wrapper(
-            tmp_path, mailbox_user, nightly_logout_settings_module="tests.fault_settings",
+            tmp_path, mailbox_user, nightly_logout_settings_module="tests.support.fault_settings",
             nightly_logout_environment={"DATABASE_URL": url, "FAULT_PAUSE_SECONDS": "1"},
         )
         data = sql(url, "SHOW data_directory")[0][0]

@@ -1,6 +1,6 @@
 """The wrapper's monitoring hooks, run for real as cron runs them (tests/support/wrapper.py renders the role's
 templates with real Ansible and runs the real Django command): Healthchecks-style pings against a local
-stand-in of Healthchecks' pinging API (tests/healthchecks_standin.py: the real server is not installable
+stand-in of Healthchecks' pinging API (tests/support/healthchecks_standin.py: the real server is not installable
 from the package registries; the stand-in lists where it differs), which records what it received and
 keeps the check's state as the server does, and the Prometheus textfile, read with prometheus_client's
 own parser."""
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.healthchecks_standin import StandInHealthchecks
-from tests.servers import free_port
+from tests.support.healthchecks_standin import StandInHealthchecks
+from tests.support.servers import free_port
 from tests.support.wrapper import (  # noqa: F401 (fixtures)
     CREATE_SESSIONS,
     REPO_DIR,

@@ -1,6 +1,6 @@
 """Faults in the middle of a real run on PostgreSQL: the command killed with kill -9 part-way
 through its purge, and the database lost part-way. Each run is a real `manage.py` process
-(tests.faulty_run); the database is looked at directly, and the old cookie is tried on the site.
+(tests.support.faulty_run); the database is looked at directly, and the old cookie is tried on the site.
 
 After each fault the next run must clean up: mark the dead run failed and say so, finish the
 purge, and its cutoff must end every session that began before it."""
@@ -16,9 +16,9 @@ from contextlib import contextmanager
 import pytest
 import redis as redis_py
 
-from tests.faulty_run import (REPO_DIR, SESSIONS, command_env, logout, outcomes, sessions_left, site_database,
+from tests.support.faulty_run import (REPO_DIR, SESSIONS, command_env, logout, outcomes, sessions_left, site_database,
                               sql, wait_until_purging)
-from tests.servers import as_postgres, wait_for_port, free_port, pg_bin, postgres
+from tests.support.servers import as_postgres, wait_for_port, free_port, pg_bin, postgres
 
 PASSWORD = "a-long-test-password-42"
 SIGN_IN = f"""
@@ -160,7 +160,7 @@ def stored_keys(url, **site):
 
 @contextmanager
 def web_site(url, **site):
-    """The site served by `manage.py runserver` in a process of its own (tests.fault_settings:
+    """The site served by `manage.py runserver` in a process of its own (tests.support.fault_settings:
     it saves the session on every request)."""
     port = free_port()
     server = subprocess.Popen([sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],

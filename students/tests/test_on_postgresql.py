@@ -1,4 +1,4 @@
-"""Run this whole Django suite again with PostgreSQL (a real server from tests/servers.py) as the
+"""Run this whole Django suite again with PostgreSQL (a real server from tests/support/servers.py) as the
 database, so every test above, the lock and the process-level exit codes included, also holds on
 PostgreSQL. One `pytest` command thus covers SQLite and PostgreSQL. The run reports how many tests
 passed and were skipped there, and fails on any skip tests/allowed_skips.txt does not list with its reason
@@ -9,9 +9,9 @@ import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+from tests.support import REPO_DIR
 from tests.support.skips import skip_is_allowed
 
-REPO_DIR = Path(__file__).resolve().parents[2]
 THIS_FILE = Path(__file__).relative_to(REPO_DIR).as_posix()
 
 

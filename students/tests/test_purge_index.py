@@ -8,14 +8,11 @@ session's zone stamp, logged_in_at = its login time. Each test runs on a fully i
 logins indexed, half from before the index), looks at the store key by key, then at the index's
 rows, then at the page each old cookie gets.
 """
-import os
 from datetime import UTC, datetime, timedelta
 from importlib import import_module
 
 import pytest
 from django.conf import settings
-from django.contrib.auth import SESSION_KEY
-from django.test import Client
 from django.utils import timezone
 
 from students.engines import detect_engine

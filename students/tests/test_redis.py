@@ -1,4 +1,4 @@
-"""cached_db and cache session engines on a real Redis server (started by tests/servers.py)."""
+"""cached_db and cache session engines on a real Redis server (started by tests/support/servers.py)."""
 
 import pytest
 import redis as redis_py

@@ -10,9 +10,9 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from lcstats.env import cache_from_url, database_from_url, flag, session_engine
+from students.tests.helpers import REPO_DIR
 
 BASE = Path("/srv/site")
-REPO_DIR = Path(__file__).resolve().parents[2]
 
 
 def test_sqlite_absolute_and_relative():

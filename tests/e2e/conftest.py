@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.os_users import throwaway_user
-from tests.servers import free_port
+from tests.support.os_users import throwaway_user
+from tests.support.servers import free_port
 from tests.support import REPO_DIR
 from tests.support.browser import ARTIFACTS_DIR, CHROMIUM, CHROMIUM_ARGS
 from tests.support.role import VENV_BIN, InstalledJob, apply_role, as_user

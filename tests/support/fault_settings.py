@@ -3,7 +3,7 @@
 purge: kill it, stop its database, send requests (to pages made slow by FAULT_SLOW_PAGE_SECONDS). The pause follows the heartbeat the purge
 calls after every batch (the lock's renewal); nothing else changes.
 
-    DJANGO_SETTINGS_MODULE=tests.fault_settings FAULT_PAUSE_SECONDS=0.2 manage.py logout_all_users
+    DJANGO_SETTINGS_MODULE=tests.support.fault_settings FAULT_PAUSE_SECONDS=0.2 manage.py logout_all_users
 """
 import os
 import time
@@ -13,12 +13,12 @@ from django.apps import AppConfig
 from lcstats.settings import *  # noqa: F401,F403 (the site's settings, unchanged)
 from lcstats.settings import INSTALLED_APPS, MIDDLEWARE
 
-INSTALLED_APPS = [*INSTALLED_APPS, "tests.fault_settings.PauseAfterEveryBatch"]
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.support.fault_settings.PauseAfterEveryBatch"]
 # A site that saves the session on every request: a request during the purge re-saves its session.
 SESSION_SAVE_EVERY_REQUEST = True
 # A slow page (FAULT_SLOW_PAGE_SECONDS): the session is loaded (the cutoff middleware has looked at
 # it) before the pause and saved after it, so a purge can delete it in between.
-MIDDLEWARE = [*MIDDLEWARE, "tests.fault_settings.slow_page"]
+MIDDLEWARE = [*MIDDLEWARE, "tests.support.fault_settings.slow_page"]
 
 
 def slow_page(get_response):

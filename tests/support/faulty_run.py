@@ -1,5 +1,5 @@
 """A real `manage.py logout_all_users` run against a throw-away PostgreSQL database, for the fault
-tests: a fresh migrated database full of sessions, the run as a process (tests.fault_settings
+tests: a fresh migrated database full of sessions, the run as a process (tests.support.fault_settings
 pauses it after every purge batch), and direct looks at the database while it works."""
 import os
 import secrets
@@ -7,12 +7,12 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager, suppress
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
 
-REPO_DIR = Path(__file__).resolve().parent.parent
+from tests.support import REPO_DIR
+
 SESSIONS = 400  # fat rows, a few per 8 kB block: about a hundred purge batches
 
 
@@ -42,7 +42,7 @@ def site_database(server_url):
 
 def command_env(url, pause=0.0, lease=60, **site):
     """The environment of a run (or of the site: `site` overrides, e.g. SESSION_ENGINE, CACHE_URL)."""
-    return {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "tests.fault_settings",
+    return {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "tests.support.fault_settings",
             "FAULT_PAUSE_SECONDS": str(pause), "LOGOUT_LOCK_LEASE_SECONDS": str(lease),
             "SESSION_ENGINE": "db", "CACHE_URL": "locmem://", "DJANGO_LOG_LEVEL": "WARNING", **site}
 

@@ -35,7 +35,7 @@ Trouble, for the tests of the wrapper's timeouts and retries:
   that hangs); `held` is set while one is waiting, and `release()` lets them go;
 - `unavailable`: the first that many requests get "503 Service Unavailable" (a proxy in front of a
   restarting server) and are not pings; `attempts` holds every request's arrival time;
-- a monitor that refuses connections needs no server: a port nothing listens on (tests/servers.free_port).
+- a monitor that refuses connections needs no server: a port nothing listens on (tests/support/servers.free_port).
 
 Run as a program (molecule/monitoring starts it inside the target, so the real cron run pings it), it
 serves one check and appends every ping it accepts to a JSON-lines file, with "running": whether a

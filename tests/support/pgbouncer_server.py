@@ -5,7 +5,7 @@
 `url` is server_url with PgBouncer's host and port: the same user and database, pooled. Trust
 auth (the user only has to be listed), a pool of 2 server connections so clients really share
 them, and PgBouncer's default reset (DISCARD ALL) in session pooling. PgBouncer refuses to run
-as root, so as root it runs as the `postgres` OS user, like tests/servers.py's PostgreSQL.
+as root, so as root it runs as the `postgres` OS user, like tests/support/servers.py's PostgreSQL.
 """
 import contextlib
 import os
@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from urllib.parse import urlsplit
 
-from tests.servers import as_postgres, wait_for_port, free_port
+from tests.support.servers import as_postgres, wait_for_port, free_port
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 
