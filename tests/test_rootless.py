@@ -20,12 +20,11 @@ from pathlib import Path
 import pytest
 
 from tests.support import REPO_DIR
+from tests.support.role import ROOT_ONLY_TASKS
 from tests.support.os_users import throwaway_user
 from tests.support.pythonanywhere_standin import ACCOUNT_FREE_ONE, StandInAPI
 
 VENV_DIR = REPO_DIR / ".venv"
-ROOT_ONLY_TASKS = ["Install cron and logrotate", "Start the cron daemon", "Add the logrotate entry",
-                   "Check that the site user can run the virtualenv's python"]
 
 
 @pytest.fixture(scope="module")
