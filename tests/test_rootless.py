@@ -138,7 +138,7 @@ def schedule_with_cron(site_user, home, **overrides):
         "nightly_logout_resolved_venv_dir": str(VENV_DIR),
         "nightly_logout_script_path": str(home / "daily_logout.sh"),
         "nightly_logout_log_path": str(home / "logs/daily_logout.log"),
-        "nightly_logout_packages_result": {"changed": False},  # install.yml's apt, which needs root
+        "nightly_logout_packages_result": {"changed": False},  # packages.yml's apt, which needs root
         **overrides,
     }
     tasks = [{"name": f"The role's {part}",

@@ -13,8 +13,7 @@ from tests.support import REPO_DIR, run
 # The virtualenv running these tests is the one the site and Ansible run from.
 VENV_BIN = Path(sys.executable).parent
 # The role's tasks that need root: a run without it (PythonAnywhere, the play as the site user) skips them.
-ROOT_ONLY_TASKS = ["Install cron and logrotate", "Install sudo and acl to act as the site user",
-                   "Start the cron daemon", "Add the logrotate entry",
+ROOT_ONLY_TASKS = ["Install the role's packages", "Start the cron daemon", "Add the logrotate entry",
                    "Check that the site user can run the virtualenv's python"]
 
 
