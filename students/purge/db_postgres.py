@@ -37,7 +37,9 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
     transaction only locks batch_size rows. When someone is kept, each block range's DELETE spares
     the kept keys. To find them cheaply, the database rules out what it can (PayloadPatterns), a
     child process sorts the rest by the first HEAD_CHARS of their data (kept_keys), and only
-    the sessions that claim a kept user are read whole and have their signature checked.
+    the sessions that claim a kept user are read whole and have their signature checked. With the
+    ownership index in use the indexed sessions are settled up front (purge.owners), and only those
+    without a row are read, in one pass before the first DELETE (_unindexed_heads).
     A session saved during the run may move to an already-walked block and survive the purge; the
     logout cutoff still ends it (students.cutoff). A kept user's login during the run can land in
     a range between its read and its DELETE and be logged out: the cost of not locking the table.
@@ -64,13 +66,16 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
     with connection.cursor() as cursor:
         # One scan for the sizes and for the live sessions the database rules out (counted here,
         # as Decoder.peek counts the rest: from the payload, without the signature).
+        # With the index in use, it also counts the sessions left to sort: with none, none is read.
         cursor.execute(
             f"SELECT count(*), count(*) FILTER (WHERE {expire} <= %s), "
             f"count(*) FILTER (WHERE {expire} > %s AND {unknown}{anonymous[0]}), "
             f"count(*) FILTER (WHERE {expire} > %s AND ({unknown}{other_user[0]} OR NOT ({unknown}true))), "
+            f"count(*) FILTER (WHERE {expire} > %s AND {unknown}NOT {anonymous[0]} AND NOT {other_user[0]}), "
             f"pg_relation_size(%s::regclass) / current_setting('block_size')::int FROM {table}{join}",
-            [now_param, now_param, *anonymous[1], now_param, *other_user[1], table])
-        total, expired, ruled_anonymous, ruled_other_user, blocks = cursor.fetchone()
+            [now_param, now_param, *anonymous[1], now_param, *other_user[1],
+             now_param, *anonymous[1], *other_user[1], table])
+        total, expired, ruled_anonymous, ruled_other_user, to_sort, blocks = cursor.fetchone()
     counts = Counts(expired=expired, anonymous=ruled_anonymous, authenticated=ruled_other_user)
     index_follows = owners.in_use()
     step = max(1, math.ceil(blocks / (math.ceil(total / batch_size) or 1)))
@@ -113,12 +118,24 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
             for where, params in ranges:
                 deleted += delete(where, params, [])
                 heartbeat()
+        elif sorting_indexed:
+            # The indexed sessions are settled (purge.owners): one pass up front reads the heads of the
+            # live sessions without a row that the database cannot rule out (a hash anti-join, rather
+            # than an index probe per row range by range), then the ranges are deleted sparing the kept.
+            kept = []
+            heads = _unindexed_heads(connection, table, key, data, expire, now_param, anonymous, other_user,
+                                     batch_size) if to_sort else ()
+            for _, found in kept_keys(model, using, now, engine, keep, counts, heads):
+                kept += found
+                heartbeat()
+            for where, params in ranges:
+                deleted += delete(where, params, kept)
+                heartbeat()
         else:
             def heads_of(where, params):
                 with connection.cursor() as cursor:
-                    unindexed = f"AND {owners.unknown_sql(connection, table, key)} " if sorting_indexed else ""
                     cursor.execute(f"SELECT {key}, left({data}, {HEAD_CHARS}) FROM {table} WHERE {where} "
-                                   f"AND {expire} > %s {unindexed}AND NOT {anonymous[0]} AND NOT {other_user[0]}",
+                                   f"AND {expire} > %s AND NOT {anonymous[0]} AND NOT {other_user[0]}",
                                    [*params, now_param, *anonymous[1], *other_user[1]])
                     return cursor.fetchall()
 
@@ -141,3 +158,13 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
     return counts
 
 
+def _unindexed_heads(connection, table, key, data, expire, now_param, anonymous, other_user, batch_size):
+    """Pages of (None, [(session_key, head)]) of the live sessions with no index row that the database
+    cannot rule out, from one query through a server-side cursor: memory holds one page at a time."""
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(f"SELECT {key}, left({data}, {HEAD_CHARS}) FROM {table} WHERE {expire} > %s "
+                       f"AND NOT {anonymous[0]} AND NOT {other_user[0]} "
+                       f"AND {owners.unknown_sql(connection, table, key)}",
+                       [now_param, *anonymous[1], *other_user[1]])
+        while page := cursor.fetchmany(batch_size):
+            yield None, page
