@@ -38,6 +38,9 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
     prefix = engine.store_class.cache_key_prefix
     remembered = {cache.make_key(prefix + key).encode(): key for key in keep.remembered}
     key_start = len(cache.make_key(prefix))  # a raw key ends with the session key
+    # Nothing kept or spared: every session there at the start goes, and so do their rows, at the end.
+    full = not decode and before is None and not keep.remembered
+    started = timezone.now()
     counts = Counts()
     with failing_says_what_was_done(counts):
         for keys in scan_batches(client, pattern, batch_size):
@@ -66,9 +69,11 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
                 doomed.append(key)
             if not dry_run:
                 counts.deleted_active += unlink(client, doomed)
-                if keep.indexed:
+                if keep.indexed and not full:
                     owners.forget([key[key_start:].decode() for key in doomed])
             heartbeat()
+        if keep.indexed and full:
+            owners.forget_logged_in_before(started)
     counts.decoded = decode
     return counts
 

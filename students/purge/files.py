@@ -47,6 +47,9 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
     # A file saved longer ago than this (seconds) was saved before `before`.
     before_age = (timezone.now() - before).total_seconds() if before is not None else None
     before_ts = before.timestamp() if before is not None else None
+    # Nothing kept or spared: every session there at the start goes, and so do their rows, at the end.
+    full = not decode and before is None and not keep.remembered
+    started = timezone.now()
     counts = Counts()
     uid = os.geteuid()
     with failing_says_what_was_done(counts):
@@ -93,9 +96,11 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
                     if not dry_run and _unlink(entry.path):
                         counts.deleted_active += 1
                         gone.append(key)
-                if keep.indexed:
+                if keep.indexed and not full:
                     owners.forget(gone)
                 heartbeat()
+        if keep.indexed and full:
+            owners.forget_logged_in_before(started)
         heartbeat()
     counts.decoded = decode
     return counts

@@ -17,12 +17,13 @@ Before a purge, indexed() asks the index once:
   decided exactly as before the index: read and decoded.
 
 Rows follow the sessions: each engine deletes the rows of the sessions it deletes, in the same
-transaction where the store is the database (forget_sql, forget), except db_postgres's block ranges:
-one anti-join after the last range drops the rows whose session is gone. Rows whose session Django's own
-expiry removed (clearsessions, a Redis TTL, the file engine's cleanup) go by sweep(): a session
-cannot expire by itself before login + SESSION_COOKIE_AGE (its expiry is its last save + that
-age), so each real run checks only the rows whose login is older than that, against the store, and
-drops those whose session is gone. A row outlives its session by at most that age plus one run.
+transaction where the store is the database (forget_sql, forget), except db_postgres's block ranges
+(one anti-join after the last range drops the rows whose session is gone) and a full purge on cache
+or file (forget_logged_in_before: every row of a login before the run's start, in one statement).
+Rows whose session Django's own expiry removed (clearsessions, a Redis TTL, the file engine's
+cleanup) go by sweep(): a session cannot expire by itself before login + SESSION_COOKIE_AGE (its
+expiry is its last save + that age), so each real run checks only the rows whose login is older
+than that, against the store, and drops those whose session is gone. A row outlives its session by at most that age plus one run.
 """
 import os
 from dataclasses import replace
@@ -163,6 +164,29 @@ def forget(keys):
     connection = connections[using]
     with transaction.atomic(using=using), connection.cursor() as cursor:
         forget_sql(cursor, connection, list(keys))
+
+
+def forget_logged_in_before(instant):
+    """A full purge on cache or file (nothing kept, nothing spared) deleted every session that existed
+    at `instant`: drop their rows in one statement, not by key per batch (one DELETE by the login-time
+    index instead of one per 500 keys). A row of a session that survived (a key Django moved during
+    the run keeps its login time) goes too: that session is then read as one from before the index.
+
+    On SQLite, when no login came since `instant` (checked under the write lock), an unqualified
+    DELETE: SQLite frees whole pages without visiting rows (its "truncate optimization"; by the login
+    time it took 0.37 s of a 0.93 s full purge of 100k sessions on cache)."""
+    using = router.db_for_write(SessionOwner)
+    connection = connections[using]
+    rows = SessionOwner.objects.using(using)
+    if connection.vendor != "sqlite":
+        return rows.filter(logged_in_at__lt=instant).delete()[0]
+    owner_table, _ = table_sql(connection)
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {owner_table} WHERE 0")  # take the write lock: no login lands now
+        if rows.filter(logged_in_at__gte=instant).exists():
+            return rows.filter(logged_in_at__lt=instant).delete()[0]
+        cursor.execute(f"DELETE FROM {owner_table}")
+        return cursor.rowcount
 
 
 def sweep(engine, now=None):

@@ -175,6 +175,28 @@ def test_a_full_purge_leaves_no_row(storing_engine, users):
     assert not exists(anonymous) and not any(exists(key_of(tab)) for pair in tabs.values() for tab in pair)
 
 
+@pytest.mark.parametrize("engine_name", ["file", "cache"])
+def test_a_full_purge_keeps_exactly_the_rows_of_the_logins_made_during_it(engine_name, settings, tmp_path, request,
+                                                                          users):
+    """On cache and file a full purge drops the rows at the end, by login time (owners.forget_logged_in_before):
+    a login made while it runs keeps its row exactly when its session is still there."""
+    use_engine(settings, tmp_path, engine_name,
+               redis_url=request.getfixturevalue("redis_server") if engine_name == "cache" else None)
+    before = [key_of(login(name)) for name in ("alice", "carol", "teacher", "alice", "carol")]
+    during = []
+
+    def heartbeat():  # called after each batch, while the purge runs
+        if len(during) < 3:
+            during.append(key_of(login("alice")))
+
+    purge(detect_engine(), KeepRule(), batch_size=2, heartbeat=heartbeat)
+
+    assert not any(exists(key) for key in before)
+    assert len(during) == 3
+    assert rows() == {key for key in during if exists(key)}
+    assert rows(), "at least the last login, made after the last batch was listed, is still there"
+
+
 def test_a_dry_run_changes_no_row(storing_engine, users):
     tabs, _ = logins(mixed=False)
     before = rows()
