@@ -38,15 +38,23 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
     prefix = engine.store_class.cache_key_prefix
     remembered = {cache.make_key(prefix + key).encode(): key for key in keep.remembered}
     key_start = len(cache.make_key(prefix))  # a raw key ends with the session key
-    # Nothing kept or spared: every session there at the start goes, and so do their rows, at the end.
-    full = not decode and before is None and not keep.remembered
-    started = timezone.now()
+    # A full purge or a keep rule leaves few sessions: their keys are gathered, and every other row of
+    # a login before the start goes at the end (owners.forget_all_but). A zone run leaves most: the rows
+    # of what it deletes go with each batch.
+    few_left = keep.indexed and not dry_run and keep.only_user_ids is None
+    left, started = set(), timezone.now()
     counts = Counts()
     with failing_says_what_was_done(counts):
         for keys in scan_batches(client, pattern, batch_size):
-            recent = _maybe_saved_since(client, keys, before) if before is not None else set()
             # The index settles what it can (owners.verdict); only the rest is read, as before it.
-            decided = _decided_by_index(keys, key_start, keep, recent) if decode and keep.indexed else {}
+            decided = _decided_by_index(keys, key_start, keep) if decode and keep.indexed else {}
+            recent = set()
+            if before is not None:
+                # A session kept unread needs no sparing: only the others' TTLs are asked. One saved
+                # since the run's instant is read as before the index: only its data says when it began.
+                recent = _maybe_saved_since(
+                    client, [key for key in keys if decided.get(key) is not owners.Verdict.KEEP], before)
+                decided = {key: verdict for key, verdict in decided.items() if key not in recent}
             to_read = [key for key in keys if key not in decided] if decode else [key for key in keys if key in recent]
             values = dict(zip(to_read, client.mget(to_read))) if to_read else {}
             doomed = []
@@ -69,23 +77,25 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
                 doomed.append(key)
             if not dry_run:
                 counts.deleted_active += unlink(client, doomed)
-                if keep.indexed and not full:
+                if few_left:
+                    doomed_set = set(doomed)
+                    left.update(key[key_start:].decode() for key in keys if key not in doomed_set)
+                elif keep.indexed:
                     owners.forget([key[key_start:].decode() for key in doomed])
             heartbeat()
-        if keep.indexed and full:
-            owners.forget_logged_in_before(started)
+        if few_left:
+            owners.forget_all_but(left, started)
     counts.decoded = decode
     return counts
 
 
-def _decided_by_index(keys, key_start, keep, recent):
-    """{raw key: owners.Verdict} for the keys the index settles (KEEP or DELETE unread). A key saved
-    since a scheduled run's instant is read as before the index: only its data says when it began."""
-    owner_of = owners.known(key[key_start:].decode() for key in keys if key not in recent)
+def _decided_by_index(keys, key_start, keep):
+    """{raw key: owners.Verdict} for the keys the index settles (KEEP or DELETE unread)."""
+    owner_of = owners.known(key[key_start:].decode() for key in keys)
     verdicts = {}
     for key in keys:
         session_key = key[key_start:].decode()
-        verdict = owners.verdict(keep, session_key, owner_of.get(session_key)) if key not in recent else owners.Verdict.READ
+        verdict = owners.verdict(keep, session_key, owner_of.get(session_key))
         if verdict is not owners.Verdict.READ:
             verdicts[key] = verdict
     return verdicts

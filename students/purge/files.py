@@ -47,9 +47,11 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
     # A file saved longer ago than this (seconds) was saved before `before`.
     before_age = (timezone.now() - before).total_seconds() if before is not None else None
     before_ts = before.timestamp() if before is not None else None
-    # Nothing kept or spared: every session there at the start goes, and so do their rows, at the end.
-    full = not decode and before is None and not keep.remembered
-    started = timezone.now()
+    # A full purge or a keep rule leaves few sessions: their keys are gathered, and every other row of
+    # a login before the start goes at the end (owners.forget_all_but). A zone run leaves most: the rows
+    # of what it deletes go with each batch.
+    few_left = keep.indexed and not dry_run and keep.only_user_ids is None
+    left, started = set(), timezone.now()
     counts = Counts()
     uid = os.geteuid()
     with failing_says_what_was_done(counts):
@@ -78,7 +80,9 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
                     if counts.remembered(key, keep, live_split=decode):
                         continue
                     recent = before_age is not None and age <= before_age
-                    verdict = owners.verdict(keep, key, owner_of.get(key)) if not recent else owners.Verdict.READ
+                    verdict = owners.verdict(keep, key, owner_of.get(key))
+                    if recent and verdict is owners.Verdict.DELETE:
+                        verdict = owners.Verdict.READ  # only its data says whether it began after `before`
                     if verdict is not owners.Verdict.READ:
                         if owners.tally(counts, keep, verdict, live_split=True):
                             continue
@@ -96,11 +100,14 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
                     if not dry_run and _unlink(entry.path):
                         counts.deleted_active += 1
                         gone.append(key)
-                if keep.indexed and not full:
+                if few_left:
+                    gone_set = set(gone)
+                    left.update(name[len(prefix):] for name, _ in chunk if name[len(prefix):] not in gone_set)
+                elif keep.indexed and not dry_run:
                     owners.forget(gone)
                 heartbeat()
-        if keep.indexed and full:
-            owners.forget_logged_in_before(started)
+        if few_left:
+            owners.forget_all_but(left, started)
         heartbeat()
     counts.decoded = decode
     return counts

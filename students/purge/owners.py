@@ -18,12 +18,13 @@ Before a purge, indexed() asks the index once:
 
 Rows follow the sessions: each engine deletes the rows of the sessions it deletes, in the same
 transaction where the store is the database (forget_sql, forget), except db_postgres's block ranges
-(one anti-join after the last range drops the rows whose session is gone) and a full purge on cache
-or file (forget_logged_in_before: every row of a login before the run's start, in one statement).
-Rows whose session Django's own expiry removed (clearsessions, a Redis TTL, the file engine's
-cleanup) go by sweep(): a session cannot expire by itself before login + SESSION_COOKIE_AGE (its
-expiry is its last save + that age), so each real run checks only the rows whose login is older
-than that, against the store, and drops those whose session is gone. A row outlives its session by at most that age plus one run.
+(one anti-join after the last range drops the rows whose session is gone) and a full purge or a keep
+rule on cache or file (forget_all_but: every row of a login before the run's start but those of the
+sessions left, in one pass). Rows whose session Django's own expiry removed (clearsessions, a Redis
+TTL, the file engine's cleanup) go by sweep(): a session cannot expire by itself before login +
+SESSION_COOKIE_AGE (its expiry is its last save + that age), so each real run checks only the rows
+whose login is older than that, against the store, and drops those whose session is gone. A row
+outlives its session by at most that age plus one run.
 """
 import os
 from dataclasses import replace
@@ -102,10 +103,17 @@ def _checked(engine, keys, keep):
 def known(keys):
     """{session key: user id} for the keys among `keys` that have a row."""
     keys = list(keys)
+    connection = connections[router.db_for_read(SessionOwner)]
+    owner_table, owner_key = table_sql(connection)
+    user = connection.ops.quote_name(SessionOwner._meta.get_field("user_id").column)
     found = {}
-    for start in range(0, len(keys), CHUNK):
-        found.update(SessionOwner.objects.filter(session_key__in=keys[start:start + CHUNK]).values_list(
-            "session_key", "user_id"))
+    # Raw SQL: through the ORM's values_list, 100k keys took 0.9 s, twice the query's own time.
+    with connection.cursor() as cursor:
+        for start in range(0, len(keys), CHUNK):
+            part = keys[start:start + CHUNK]
+            cursor.execute(f"SELECT {owner_key}, {user} FROM {owner_table} "
+                           f"WHERE {owner_key} IN ({', '.join(['%s'] * len(part))})", part)
+            found.update(cursor.fetchall())
     return found
 
 
@@ -166,27 +174,43 @@ def forget(keys):
         forget_sql(cursor, connection, list(keys))
 
 
-def forget_logged_in_before(instant):
-    """A full purge on cache or file (nothing kept, nothing spared) deleted every session that existed
-    at `instant`: drop their rows in one statement, not by key per batch (one DELETE by the login-time
-    index instead of one per 500 keys). A row of a session that survived (a key Django moved during
-    the run keeps its login time) goes too: that session is then read as one from before the index.
+def forget_all_but(left, instant):
+    """After a full purge or a keep rule on cache or file, which deleted every session there at
+    `instant` but the keys in `left` (kept, spared, skipped: few): drop every other row of a login
+    before `instant` in one pass, not by key per batch (deleting 75k rows by key took 1.0 s of a
+    2.3 s --keep-staff at 100k on cache, 0.37 s of a 0.93 s full purge). A row of a session that
+    survived unlisted (a key Django moved during the run keeps its login time) goes too: that session
+    is then read as one from before the index.
 
-    On SQLite, when no login came since `instant` (checked under the write lock), an unqualified
-    DELETE: SQLite frees whole pages without visiting rows (its "truncate optimization"; by the login
-    time it took 0.37 s of a 0.93 s full purge of 100k sessions on cache)."""
+    On SQLite, under the write lock, the rows that stay are copied aside, the table emptied by one
+    unqualified DELETE (SQLite frees whole pages without visiting rows, its "truncate optimization")
+    and the rows copied back."""
     using = router.db_for_write(SessionOwner)
     connection = connections[using]
-    rows = SessionOwner.objects.using(using)
+    left = sorted(left)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            owner_table, owner_key = table_sql(connection)
+            logged_in_at = connection.ops.quote_name(SessionOwner._meta.get_field("logged_in_at").column)
+            cursor.execute(f"DELETE FROM {owner_table} WHERE {owner_key} <> ALL(%s) AND {logged_in_at} < %s",
+                           [left, instant])
+        return
     if connection.vendor != "sqlite":
-        return rows.filter(logged_in_at__lt=instant).delete()[0]
-    owner_table, _ = table_sql(connection)
+        SessionOwner.objects.using(using).filter(logged_in_at__lt=instant).exclude(session_key__in=left).delete()
+        return
+    owner_table, owner_key = table_sql(connection)
+    logged_in_at = connection.ops.quote_name(SessionOwner._meta.get_field("logged_in_at").column)
     with transaction.atomic(using=using), connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {owner_table} WHERE 0")  # take the write lock: no login lands now
-        if rows.filter(logged_in_at__gte=instant).exists():
-            return rows.filter(logged_in_at__lt=instant).delete()[0]
+        cursor.execute("CREATE TEMP TABLE purge_left (session_key text PRIMARY KEY)")
+        cursor.executemany("INSERT INTO purge_left VALUES (%s)", [(key,) for key in left])
+        cursor.execute(f"CREATE TEMP TABLE purge_owners AS SELECT * FROM {owner_table} WHERE {logged_in_at} >= %s "
+                       f"OR {owner_key} IN (SELECT session_key FROM purge_left)",
+                       [connection.ops.adapt_datetimefield_value(instant)])
         cursor.execute(f"DELETE FROM {owner_table}")
-        return cursor.rowcount
+        cursor.execute(f"INSERT INTO {owner_table} SELECT * FROM purge_owners")
+        cursor.execute("DROP TABLE temp.purge_left")
+        cursor.execute("DROP TABLE temp.purge_owners")
 
 
 def sweep(engine, now=None):
