@@ -83,7 +83,7 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
     ranges = [("ctid >= %s::tid AND ctid < %s::tid", [f"({start},0)", f"({start + step},0)"])
               for start in range(0, blocks, step)] + [("ctid >= %s::tid", [f"({blocks},0)"])]
 
-    only_before = ("", [])
+    only_before, spared = ("", []), set()
     if before is not None:
         sessions = model._default_manager.using(using)
         spared = {row.pk for row in began_after(sessions, now, before, engine, counts)}
@@ -144,13 +144,12 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
                 deleted += delete(where, params, kept)
                 heartbeat()
         if index_follows:
-            # The rows of the sessions deleted above, in one anti-join after the last range (a row per
-            # range, each found by key, made the full purge 5.5x its floor at 200k). A login during the
-            # run wrote its session before its row, so its row stays; a run stopped part-way leaves
-            # rows that the next run's statement (or owners.sweep) drops, and a row keeps nothing.
-            with connection.cursor() as cursor:
-                cursor.execute(f"DELETE FROM {owner_table} o WHERE NOT EXISTS "
-                               f"(SELECT 1 FROM {table} s WHERE s.{key} = o.{owner_key})")
+            # The rows of the sessions deleted above, in one statement after the last range: every row
+            # of a login before the run but those of the sessions it left (kept, remembered, spared).
+            # A row per range, each found by key, made the full purge 5.5x its floor at 200k; an
+            # anti-join with the emptied table still read its dead rows. A login during the run keeps
+            # its row; a run stopped part-way leaves rows that owners.sweep drops, and a row keeps nothing.
+            owners.forget_all_but(kept_seen | keep.remembered | spared, now)
     counts.decoded = keep.keeps_anyone
     counts.kept = len(kept_seen | keep.remembered)
     counts.deleted_expired = min(counts.expired, deleted)

@@ -17,10 +17,9 @@ Before a purge, indexed() asks the index once:
   decided exactly as before the index: read and decoded.
 
 Rows follow the sessions: each engine deletes the rows of the sessions it deletes, in the same
-transaction where the store is the database (forget_sql, forget), except db_postgres's block ranges
-(one anti-join after the last range drops the rows whose session is gone) and a full purge or a keep
-rule on cache or file (forget_all_but: every row of a login before the run's start but those of the
-sessions left, in one pass). Rows whose session Django's own expiry removed (clearsessions, a Redis
+transaction where the store is the database (forget_sql, forget), or, where a run leaves few
+sessions (a full purge or a keep rule on db_postgres, cache and file), in one pass after the last
+batch (forget_all_but: every row of a login before the run's start but those of the sessions left). Rows whose session Django's own expiry removed (clearsessions, a Redis
 TTL, the file engine's cleanup) go by sweep(): a session cannot expire by itself before login +
 SESSION_COOKIE_AGE (its expiry is its last save + that age), so each real run checks only the rows
 whose login is older than that, against the store, and drops those whose session is gone. A row
@@ -175,7 +174,7 @@ def forget(keys):
 
 
 def forget_all_but(left, instant):
-    """After a full purge or a keep rule on cache or file, which deleted every session there at
+    """After a full purge or a keep rule (db_postgres, cache, file), which deleted every session there at
     `instant` but the keys in `left` (kept, spared, skipped: few): drop every other row of a login
     before `instant` in one pass, not by key per batch (deleting 75k rows by key took 1.0 s of a
     2.3 s --keep-staff at 100k on cache, 0.37 s of a 0.93 s full purge). A row of a session that
