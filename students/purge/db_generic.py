@@ -166,9 +166,14 @@ def _purge_before(engine, keep, before, dry_run, batch_size, heartbeat):
     fields = ("session_key", "expire_date", "session_data")
     with failing_says_what_was_done(counts):
         for rows in _pages(model, using, fields, batch_size, where=~old):
+            # A session the index keeps unread (a zone run: another zone's) needs no sparing: not decoded.
+            owner_of = owners.known(row[0] for row in rows) if keep.indexed else {}
             doomed = []
             for key, _, data in rows:
                 if counts.remembered(key, keep, live_split=True):
+                    continue
+                if owners.verdict(keep, key, owner_of.get(key)) is owners.Verdict.KEEP:
+                    owners.tally(counts, keep, owners.Verdict.KEEP, live_split=True)
                     continue
                 session = decoder.decode(data)
                 if not counts.spares(session, before_ts) and not counts.tally(session, keep):
