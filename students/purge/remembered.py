@@ -13,6 +13,7 @@ import os
 from dataclasses import replace
 
 from django.conf import settings
+from django.db import router
 from django.utils import timezone
 
 from students.models import RememberedLogin
@@ -52,11 +53,26 @@ def kept_among(engine, keys, now):
 
 def _passing(engine, claims, now):
     """The keys of `claims` ({session key: user id}, from the rows) whose stored session holds."""
+    if engine.kind in ("db", "cached_db") and session_table(engine)[1] == router.db_for_read(RememberedLogin):
+        return _passing_rows(engine, claims, now)
     keys, good = list(claims), set()
     for start in range(0, len(keys), CHUNK):  # a chunk's decoded sessions at a time, not all of them
         sessions = stored(engine, keys[start:start + CHUNK], now)
         good.update(key for key, session in sessions.items() if _holds(session, claims[key]))
     return frozenset(good)
+
+
+def _passing_rows(engine, claims, now):
+    """_passing on db and cached_db with both tables in one database: the claimed sessions' rows in one
+    query that joins the two (through a server-side cursor), not 500 keys at a time: at 1M sessions on
+    PostgreSQL, 100 lookups of 500 keys took 1.7 s of a 4.4 s check of 49,884 remembered logins."""
+    model, using = session_table(engine)
+    decoder = Decoder(engine.store_class)
+    live_claims = RememberedLogin.objects.using(using).filter(expires_at__gt=now).values("session_key")
+    rows = (model._default_manager.using(using).filter(session_key__in=live_claims, expire_date__gt=now)
+            .values_list("session_key", "session_data").iterator(chunk_size=2000))
+    return frozenset(key for key, data in rows  # a claim written since `claims` was read waits for the next run
+                     if key in claims and _holds(decoder.decode(data), claims[key]))
 
 
 def sparing_sql(connection, table, key, keep):
