@@ -38,11 +38,7 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
     prefix = engine.store_class.cache_key_prefix
     remembered = {cache.make_key(prefix + key).encode(): key for key in keep.remembered}
     key_start = len(cache.make_key(prefix))  # a raw key ends with the session key
-    # A full purge or a keep rule leaves few sessions: their keys are gathered, and every other row of
-    # a login before the start goes at the end (owners.forget_all_but). A zone run leaves most: the rows
-    # of what it deletes go with each batch.
-    few_left = keep.indexed and not dry_run and keep.only_user_ids is None
-    left, started = set(), timezone.now()
+    index_rows = owners.RowsInStep(keep, dry_run)
     counts = Counts()
     with failing_says_what_was_done(counts):
         for keys in scan_batches(client, pattern, batch_size):
@@ -77,14 +73,10 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
                 doomed.append(key)
             if not dry_run:
                 counts.deleted_active += unlink(client, doomed)
-                if few_left:
-                    doomed_set = set(doomed)
-                    left.update(key[key_start:].decode() for key in keys if key not in doomed_set)
-                elif keep.indexed:
-                    owners.forget([key[key_start:].decode() for key in doomed])
+                index_rows.batch([key[key_start:].decode() for key in keys],
+                                 [key[key_start:].decode() for key in doomed])
             heartbeat()
-        if few_left:
-            owners.forget_all_but(left, started)
+        index_rows.finish()
     counts.decoded = decode
     return counts
 

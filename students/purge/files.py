@@ -47,11 +47,7 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
     # A file saved longer ago than this (seconds) was saved before `before`.
     before_age = (timezone.now() - before).total_seconds() if before is not None else None
     before_ts = before.timestamp() if before is not None else None
-    # A full purge or a keep rule leaves few sessions: their keys are gathered, and every other row of
-    # a login before the start goes at the end (owners.forget_all_but). A zone run leaves most: the rows
-    # of what it deletes go with each batch.
-    few_left = keep.indexed and not dry_run and keep.only_user_ids is None
-    left, started = set(), timezone.now()
+    index_rows = owners.RowsInStep(keep, dry_run)
     counts = Counts()
     uid = os.geteuid()
     with failing_says_what_was_done(counts):
@@ -100,14 +96,9 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
                     if not dry_run and _unlink(entry.path):
                         counts.deleted_active += 1
                         gone.append(key)
-                if few_left:
-                    gone_set = set(gone)
-                    left.update(name[len(prefix):] for name, _ in chunk if name[len(prefix):] not in gone_set)
-                elif keep.indexed and not dry_run:
-                    owners.forget(gone)
+                index_rows.batch([name[len(prefix):] for name, _ in chunk], gone)
                 heartbeat()
-        if few_left:
-            owners.forget_all_but(left, started)
+        index_rows.finish()
         heartbeat()
     counts.decoded = decode
     return counts

@@ -19,11 +19,12 @@ Before a purge, indexed() asks the index once:
 Rows follow the sessions: each engine deletes the rows of the sessions it deletes, in the same
 transaction where the store is the database (forget_sql, forget), or, where a run leaves few
 sessions (a full purge or a keep rule on db_postgres, cache and file), in one pass after the last
-batch (forget_all_but: every row of a login before the run's start but those of the sessions left). Rows whose session Django's own expiry removed (clearsessions, a Redis
-TTL, the file engine's cleanup) go by sweep(): a session cannot expire by itself before login +
-SESSION_COOKIE_AGE (its expiry is its last save + that age), so each real run checks only the rows
-whose login is older than that, against the store, and drops those whose session is gone. A row
-outlives its session by at most that age plus one run.
+batch (forget_all_but: every row of a login before the run's start but those of the sessions left;
+cache and file through RowsInStep). Rows whose session Django's own expiry removed (clearsessions,
+a Redis TTL, the file engine's cleanup) go by sweep(): a session cannot expire by itself before
+login + SESSION_COOKIE_AGE (its expiry is its last save + that age), so each real run checks only
+the rows whose login is older than that, against the store, and drops those whose session is gone.
+A row outlives its session by at most that age plus one run.
 """
 import os
 from dataclasses import replace
@@ -171,6 +172,31 @@ def forget(keys):
     connection = connections[using]
     with transaction.atomic(using=using), connection.cursor() as cursor:
         forget_sql(cursor, connection, list(keys))
+
+
+class RowsInStep:
+    """The index's rows kept in step with what a cache or file purge deletes, batch by batch.
+
+    A full purge or a keep rule leaves few sessions: their keys are gathered, and every other row of a
+    login before the run's start goes at the end (forget_all_but). A zone run leaves most: the rows of
+    what each batch deleted go with it (forget)."""
+
+    def __init__(self, keep, dry_run):
+        self.follows = keep.indexed and not dry_run
+        self.few_left = self.follows and keep.only_user_ids is None
+        self.left, self.started = set(), timezone.now()
+
+    def batch(self, listed, deleted):
+        """`listed`: the session keys a batch saw; `deleted`: those it deleted."""
+        if self.few_left:
+            deleted = set(deleted)
+            self.left.update(key for key in listed if key not in deleted)
+        elif self.follows:
+            forget(deleted)
+
+    def finish(self):
+        if self.few_left:
+            forget_all_but(self.left, self.started)
 
 
 def forget_all_but(left, instant):

@@ -178,7 +178,7 @@ def test_a_full_purge_leaves_no_row(storing_engine, users):
 @pytest.mark.parametrize("engine_name", ["file", "cache"])
 def test_a_full_purge_keeps_exactly_the_rows_of_the_logins_made_during_it(engine_name, settings, tmp_path, request,
                                                                           users):
-    """On cache and file a full purge drops the rows at the end, by login time (owners.forget_logged_in_before):
+    """On cache and file a full purge drops the rows at the end, by login time (owners.forget_all_but):
     a login made while it runs keeps its row exactly when its session is still there."""
     use_engine(settings, tmp_path, engine_name,
                redis_url=request.getfixturevalue("redis_server") if engine_name == "cache" else None)
