@@ -1,5 +1,8 @@
 """What every engine's purge shares: the Counts it returns, and the small rules they all apply."""
+import logging
+import multiprocessing
 import string
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -7,6 +10,8 @@ from datetime import timedelta
 from django.conf import settings
 
 from students.selection import began_before, user_id_of
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 20_000
 SESSION_KEY_CHARS = frozenset(string.ascii_lowercase + string.digits)  # what Django's session keys use
@@ -137,3 +142,34 @@ def saved_since(before):
 def is_session_key(key):
     """Django's own keys (8+ lowercase letters and digits); its temp files and foreign names fail."""
     return len(key) >= 8 and set(key) <= SESSION_KEY_CHARS
+
+
+def worker_process():
+    """One forked process for CPU-bound Python (sorting heads, checking signatures) beside this one,
+    as an executor; this process itself where the host cannot give one (no working /dev/shm for
+    multiprocessing's semaphores, as in some containers): slower, still right. The child gets its
+    work as arguments and never touches a database connection (a thread would fight this process
+    for the GIL: measured no faster)."""
+    try:
+        return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+    except (OSError, ImportError, NotImplementedError) as exc:
+        logger.warning("Working in this process: no worker process available (%s)", exc)
+        return _InThisProcess()
+
+
+class _InThisProcess:
+    """The part of an executor worker_process's users need, running each call at once, here."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+    def submit(self, function, *args):
+        future = Future()
+        try:
+            future.set_result(function(*args))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future

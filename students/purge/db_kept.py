@@ -4,13 +4,8 @@ tests on the stored data (not_kept_sql), a child process sorts the rest by the f
 their data (kept_keys), and only the sessions that claim a kept user are read whole and have their
 signature checked.
 """
-import logging
-import multiprocessing
-from concurrent.futures import Future, ProcessPoolExecutor
-
+from students.purge.common import worker_process
 from students.selection import Decoder, PayloadPatterns, triage
-
-logger = logging.getLogger(__name__)
 
 
 def not_kept_sql(connection, data, keep, engine):
@@ -53,7 +48,7 @@ def kept_keys(model, using, now, engine, keep, counts, pages):
                      if counts.tally_data(decoder, data, keep)]
         return tag, kept
 
-    with _sorter() as sorting:
+    with worker_process() as sorting:
         pending = None
         for tag, heads in pages:  # reading the next page overlaps the sorting of this one
             future = sorting.submit(triage, keep, heads)
@@ -62,33 +57,3 @@ def kept_keys(model, using, now, engine, keep, counts, pages):
             pending = tag, future
         if pending:
             yield settle(*pending)
-
-
-def _sorter():
-    """One forked process to sort heads in; this process itself where the host cannot give one
-    (no working /dev/shm for multiprocessing's semaphores, as in some containers): slower, still right."""
-    try:
-        return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
-    except (OSError, ImportError, NotImplementedError) as exc:
-        logger.warning("Sorting sessions in this process: no worker process available (%s)", exc)
-        return _InThisProcess()
-
-
-class _InThisProcess:
-    """The part of an executor kept_keys uses, running each call at once, here."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        return False
-
-    def submit(self, function, *args):
-        future = Future()
-        try:
-            future.set_result(function(*args))
-        except Exception as exc:
-            future.set_exception(exc)
-        return future
-
-

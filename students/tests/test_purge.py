@@ -220,12 +220,12 @@ def test_kept_sessions_survive_in_every_payload_shape(users, shape):
 
 
 def test_without_a_worker_process_the_heads_are_sorted_here(users, monkeypatch, caplog):
-    import students.purge.db_kept
+    import students.purge.common
 
     def no_semaphores(**kwargs):  # what multiprocessing raises where /dev/shm is missing
         raise OSError(38, "Function not implemented")
 
-    monkeypatch.setattr(students.purge.db_kept, "ProcessPoolExecutor", no_semaphores)
+    monkeypatch.setattr(students.purge.common, "ProcessPoolExecutor", no_semaphores)
     kept = make_sessions(SessionStore, users["teacher"], count=2)
     make_sessions(SessionStore, users["alice"], count=3)
     counts = purge(detect_engine("django.contrib.sessions.backends.db"), resolve_keep_rule(keep_staff=True),

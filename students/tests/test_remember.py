@@ -198,6 +198,34 @@ def test_a_row_pointing_at_another_users_session_is_not_kept(signed_kind, users)
     assert not RememberedLogin.objects.exists()
 
 
+@pytest.mark.parametrize("worker", ["forked", "none"])
+def test_checks_split_with_a_worker_process_keep_exactly_the_sound_claims(worker, users, settings, tmp_path,
+                                                                          monkeypatch):
+    """With pages of one row, the claims are checked in turn in the forked worker and here
+    (remembered._passing_rows); where no worker process can start, all of them here."""
+    import students.purge.common
+    import students.purge.remembered
+
+    def no_semaphores(**kwargs):  # what multiprocessing raises where /dev/shm is missing
+        raise OSError(38, "Function not implemented")
+
+    use_engine(settings, tmp_path, "db")
+    without_cutoff_middleware(settings)
+    monkeypatch.setattr(students.purge.remembered, "PAGE", 1)
+    if worker == "none":
+        monkeypatch.setattr(students.purge.common, "ProcessPoolExecutor", no_semaphores)
+    offer()
+    sound = [login_remembered(name) for name in ("alice", "alice", "carol", "teacher")]
+    spoiled, forged = login_remembered("carol"), login_remembered("alice")
+    spoil_signature("db", spoiled)
+    RememberedLogin.objects.filter(session_key=key_of(forged)).update(user_id=str(users["carol"].pk))
+    status, out = command("logout_all_users", "--keep-remembered")
+    assert status == 0 and "Kept 4 session(s) (remembered sessions)" in out
+    assert [in_storage("db", key_of(client)) for client in sound] == [True] * 4
+    assert not in_storage("db", key_of(spoiled)) and not in_storage("db", key_of(forged))
+    assert sorted(RememberedLogin.objects.values_list("session_key", flat=True)) == sorted(map(key_of, sound))
+
+
 def test_an_expired_remembered_login_is_not_kept(users, clock):
     offer(clock)
     clock(D + timedelta(hours=1))
