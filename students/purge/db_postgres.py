@@ -21,7 +21,7 @@ from django.db import connections
 from django.utils import timezone
 
 from students.purge import owners
-from students.purge.common import Counts, failing_says_what_was_done, saved_since
+from students.purge.common import Counts, array_items, failing_says_what_was_done, saved_since
 from students.purge.db_generic import began_after, forget_cached, session_table
 from students.purge.db_kept import kept_keys, not_kept_sql
 from students.purge.remembered import sparing_sql
@@ -89,22 +89,22 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
         spared = {row.pk for row in began_after(sessions, now, before, engine, counts)}
         began_before = [k for k in sessions.filter(expire_date__gte=saved_since(before), expire_date__gt=now)
                         .values_list("session_key", flat=True) if k not in spared]
-        only_before = (f" AND ({expire} < %s OR {expire} <= %s OR {key} = ANY(%s))",
-                       [connection.ops.adapt_datetimefield_value(saved_since(before)), now_param, began_before])
+        only_before = (f" AND ({expire} < %s OR {expire} <= %s OR {key} = ANY(%s::text[]))",
+                       [connection.ops.adapt_datetimefield_value(saved_since(before)), now_param,
+                        "{" + array_items(began_before) + "}"])
 
     returning = f" RETURNING {key}" if engine.kind == "cached_db" else ""
     remembered = sparing_sql(connection, table, key, keep)
-    kept_seen = set()
-
-    indexed_kept = sorted(keep.indexed_kept)  # checked up front (purge.owners)
+    kept_seen = set(keep.indexed_kept)  # checked up front (purge.owners)
+    indexed_kept = array_items(sorted(keep.indexed_kept))  # quoted once, sent with every range
 
     def delete(where, params, kept):
-        kept = kept + indexed_kept if kept else indexed_kept
-        spare = f" AND NOT ({key} = ANY(%s))" if kept else ""
         kept_seen.update(kept)
+        spared = ",".join(filter(None, [array_items(kept), indexed_kept]))
+        spare = f" AND NOT ({key} = ANY(%s::text[]))" if spared else ""
         sql = f"DELETE FROM {table} WHERE {where}{only_before[0]}{spare}{remembered}"
         with connection.cursor() as cursor:  # autocommit: each DELETE is its own short transaction
-            cursor.execute(sql + returning, [*params, *only_before[1], *([kept] if kept else [])])
+            cursor.execute(sql + returning, [*params, *only_before[1], *(["{" + spared + "}"] if spared else [])])
             deleted = cursor.rowcount
             if returning:
                 forget_cached(engine, [row[0] for row in cursor.fetchall()])

@@ -36,6 +36,7 @@ from django.db import connections, router, transaction
 from django.utils import timezone
 
 from students.models import SessionOwner
+from students.purge.common import array_items
 from students.selection import user_id_of
 
 CHUNK = 500  # keys or user ids per query (under SQLite's old limit on query parameters)
@@ -213,18 +214,16 @@ def forget_all_but(left, instant):
     using = router.db_for_write(SessionOwner)
     connection = connections[using]
     left = sorted(left)
+    owner_table, owner_key = table_sql(connection)
+    logged_in_at = connection.ops.quote_name(SessionOwner._meta.get_field("logged_in_at").column)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            owner_table, owner_key = table_sql(connection)
-            logged_in_at = connection.ops.quote_name(SessionOwner._meta.get_field("logged_in_at").column)
-            cursor.execute(f"DELETE FROM {owner_table} WHERE {owner_key} <> ALL(%s) AND {logged_in_at} < %s",
-                           [left, instant])
+            cursor.execute(f"DELETE FROM {owner_table} WHERE {owner_key} <> ALL(%s::text[]) AND {logged_in_at} < %s",
+                           ["{" + array_items(left) + "}", instant])
         return
     if connection.vendor != "sqlite":
         SessionOwner.objects.using(using).filter(logged_in_at__lt=instant).exclude(session_key__in=left).delete()
         return
-    owner_table, owner_key = table_sql(connection)
-    logged_in_at = connection.ops.quote_name(SessionOwner._meta.get_field("logged_in_at").column)
     with transaction.atomic(using=using), connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {owner_table} WHERE 0")  # take the write lock: no login lands now
         cursor.execute("CREATE TEMP TABLE purge_left (session_key text PRIMARY KEY)")

@@ -13,6 +13,8 @@ from importlib import import_module
 
 import pytest
 from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.sessions.models import Session
 from django.utils import timezone
 
 from students.engines import detect_engine
@@ -89,6 +91,26 @@ def test_keep_staff_through_the_index_keeps_exactly_the_staff(storing_engine, us
     assert rows() == {key_of(tabs["teacher"][0])} | (set() if mixed else {key_of(tabs["teacher"][1])})
     assert [is_signed_in(tab, name) for name, pair in tabs.items() for tab in pair] == \
         [False, False, False, False, True, True]
+
+
+def test_keep_staff_spares_a_kept_key_that_would_split_an_array_literal_and_nothing_else(users, settings, tmp_path):
+    """Django's keys are letters and digits, but its session table holds any key it is given. On
+    PostgreSQL the kept keys go to each range's DELETE as one text[] literal (common.array_items):
+    a kept key with a quote, a comma, braces and a backslash spares itself, not the sessions its
+    pieces would name."""
+    use_engine(settings, tmp_path, "db")
+    odd, pieces = 'kept"odd,key}{back\\slash', ['kept"odd', 'key}{back\\slash', "keptodd1", "backslash"]
+    for key, user in [(odd, users["teacher"]), *((piece, users["alice"]) for piece in pieces)]:
+        data = {SESSION_KEY: str(user.pk), BACKEND_SESSION_KEY: settings.AUTHENTICATION_BACKENDS[0],
+                HASH_SESSION_KEY: user.get_session_auth_hash()}
+        Session.objects.create(session_key=key, session_data=store_class()().encode(data),
+                               expire_date=timezone.now() + timedelta(seconds=settings.SESSION_COOKIE_AGE))
+        index(key, user.pk)
+
+    run("--keep-staff")
+
+    assert [exists(key) for key in [odd, *pieces]] == [True, False, False, False, False]
+    assert rows() == {odd}
 
 
 @pytest.mark.parametrize("mixed", [False, True], ids=["all-indexed", "half-indexed"])
