@@ -37,13 +37,14 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
     before_ts = before.timestamp() if before is not None else None
     prefix = engine.store_class.cache_key_prefix
     remembered = {cache.make_key(prefix + key).encode(): key for key in keep.remembered}
-    key_start = len(cache.make_key(prefix))  # a raw key ends with the session key
+    key_start = len(cache.make_key(prefix))
     index_rows = owners.RowsInStep(keep, dry_run)
     counts = Counts()
     with failing_says_what_was_done(counts):
         for keys in scan_batches(client, pattern, batch_size):
+            session_key = {key: key[key_start:].decode() for key in keys}  # a raw key ends with it
             # The index settles what it can (owners.verdict); only the rest is read, as before it.
-            decided = _decided_by_index(keys, key_start, keep) if decode and keep.indexed else {}
+            decided = _decided_by_index(session_key, keep) if decode and keep.indexed else {}
             recent = set()
             if before is not None:
                 # A session kept unread needs no sparing: only the others' TTLs are asked. One saved
@@ -73,21 +74,20 @@ def purge(engine, keep, dry_run, batch_size, heartbeat, before):
                 doomed.append(key)
             if not dry_run:
                 counts.deleted_active += unlink(client, doomed)
-                index_rows.batch([key[key_start:].decode() for key in keys],
-                                 [key[key_start:].decode() for key in doomed])
+                index_rows.batch(session_key.values(), [session_key[key] for key in doomed])
             heartbeat()
         index_rows.finish()
     counts.decoded = decode
     return counts
 
 
-def _decided_by_index(keys, key_start, keep):
-    """{raw key: owners.Verdict} for the keys the index settles (KEEP or DELETE unread)."""
-    owner_of = owners.known(key[key_start:].decode() for key in keys)
+def _decided_by_index(session_key, keep):
+    """{raw key: owners.Verdict} for the keys the index settles (KEEP or DELETE unread);
+    `session_key`: {raw key: its session key}."""
+    owner_of = owners.known(session_key.values())
     verdicts = {}
-    for key in keys:
-        session_key = key[key_start:].decode()
-        verdict = owners.verdict(keep, session_key, owner_of.get(session_key))
+    for key, session in session_key.items():
+        verdict = owners.verdict(keep, session, owner_of.get(session))
         if verdict is not owners.Verdict.READ:
             verdicts[key] = verdict
     return verdicts
