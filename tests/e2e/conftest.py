@@ -6,18 +6,16 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from tests.support.os_users import throwaway_user
-from tests.support.servers import free_port
 from tests.support import REPO_DIR
 from tests.support.browser import ARTIFACTS_DIR, CHROMIUM, CHROMIUM_ARGS
 from tests.support.role import VENV_BIN, InstalledJob, apply_role, as_user
-from tests.support.site import PASSWORD, Site, manage, wait_until_up
+from tests.support.site import PASSWORD, Site, manage, served
 
 
 @pytest.fixture(scope="module")
@@ -59,20 +57,8 @@ def site(workdir, os_user):
     shutil.chown(db_dir, os_user, os_user)
     shutil.chown(db_dir / "db.sqlite3", os_user, os_user)
 
-    port = free_port()
-    log_path = workdir / "runserver.log"
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-            cwd=REPO_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(f"{url}/accounts/login/", server, log_path)
+    with served(env, workdir / "runserver.log") as url:
         yield Site(url=url, environment=environment)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -100,21 +86,10 @@ def live_site(tmp_path_factory):
     }
     env = {**os.environ, **environment, "DJANGO_SETTINGS_MODULE": "lcstats.settings"}
     manage(env, "migrate", "--noinput")
-    port = free_port()
-    log_path = folder / "runserver.log"
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", "--noreload", "--insecure", f"127.0.0.1:{port}"],
-            cwd=REPO_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(f"{url}/accounts/login/", server, log_path)
+    with served(env, folder / "runserver.log", "--insecure") as url:
         site = Site(url=url, environment=environment)
         site.add_user("student")
         yield site
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

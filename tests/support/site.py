@@ -2,14 +2,17 @@
 `site` and `live_site` fixtures of tests/e2e/conftest.py start it), its users' password, its manage.py,
 and its session storage looked at directly."""
 import os
+import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
 
 from tests.support import REPO_DIR, run
+from tests.support.servers import free_port
 
 PASSWORD = "correct-horse-battery-staple-42"
 
@@ -31,6 +34,24 @@ class Site:
 
 def manage(env, *args):
     return run([sys.executable, "manage.py", *args], cwd=REPO_DIR, env=env)
+
+
+@contextmanager
+def served(env, log_path, *options):
+    """`manage.py runserver --noreload` (plus `options`) on a free port of 127.0.0.1 with `env`, its
+    output in `log_path`; yields its URL once the login page answers, and stops it afterwards."""
+    port = free_port()
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", "--noreload", *options, f"127.0.0.1:{port}"],
+            cwd=REPO_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{url}/accounts/login/", server, log_path)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def wait_until_up(url, server, log_path, timeout=30):
