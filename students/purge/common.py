@@ -1,4 +1,5 @@
 """What every engine's purge shares: the Counts it returns, and the small rules they all apply."""
+import gc
 import logging
 import multiprocessing
 import string
@@ -153,6 +154,7 @@ def is_session_key(key):
     return len(key) >= 8 and set(key) <= SESSION_KEY_CHARS
 
 
+@contextmanager
 def worker_process():
     """One forked process for CPU-bound Python (sorting heads, checking signatures) beside this one,
     as an executor; this process itself where the host cannot give one (no working /dev/shm for
@@ -160,20 +162,23 @@ def worker_process():
     work as arguments and never touches a database connection (a thread would fight this process
     for the GIL: measured no faster)."""
     try:
-        return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+        executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
     except (OSError, ImportError, NotImplementedError) as exc:
         logger.warning("Working in this process: no worker process available (%s)", exc)
-        return _InThisProcess()
+        yield _InThisProcess()
+        return
+    # Frozen objects are left alone by the child's garbage collections, so their pages stay shared
+    # instead of being copied into it (gc.freeze's documented use before a fork).
+    gc.freeze()
+    try:
+        with executor:
+            yield executor
+    finally:
+        gc.unfreeze()
 
 
 class _InThisProcess:
-    """The part of an executor worker_process's users need, running each call at once, here."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        return False
+    """The part of an executor worker_process's users need: each call run at once, here."""
 
     def submit(self, function, *args):
         future = Future()
