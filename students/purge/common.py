@@ -15,6 +15,7 @@ from students.selection import began_before, user_id_of
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 20_000
+CHUNK = 500  # keys or user ids per query or cache read (under SQLite's old limit of 999 query parameters)
 SESSION_KEY_CHARS = frozenset(string.ascii_lowercase + string.digits)  # what Django's session keys use
 
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from students.models import SessionOwner
 from students.purge import owners, redis_keys
-from students.purge.common import Counts, failing_says_what_was_done, saved_since
+from students.purge.common import CHUNK, Counts, failing_says_what_was_done, saved_since
 from students.selection import Decoder
 
 
@@ -114,8 +114,8 @@ def _due_pages(model, using, now, batch_size, where, keep):
     names a due user (KeepRule.due_keys), batch_size at a time; nothing else is read."""
     due, page = sorted(keep.due_keys), []
     sessions = model._default_manager.using(using)
-    for start in range(0, len(due), owners.CHUNK):
-        chunk = Q(session_key__in=due[start:start + owners.CHUNK], expire_date__gt=now)  # expired: _scoped_pages
+    for start in range(0, len(due), CHUNK):
+        chunk = Q(session_key__in=due[start:start + CHUNK], expire_date__gt=now)  # expired: _scoped_pages
         page += sessions.filter(chunk if where is None else where & chunk).values_list("session_key", flat=True)
         if len(page) >= batch_size:
             yield page

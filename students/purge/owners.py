@@ -36,10 +36,8 @@ from django.db import connections, router, transaction
 from django.utils import timezone
 
 from students.models import SessionOwner
-from students.purge.common import array_items
+from students.purge.common import CHUNK, array_items
 from students.selection import user_id_of
-
-CHUNK = 500  # keys or user ids per query (under SQLite's old limit on query parameters)
 
 
 class Verdict(Enum):

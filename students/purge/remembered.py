@@ -19,12 +19,11 @@ from django.utils import timezone
 
 from students.models import RememberedLogin
 from students.purge import files
-from students.purge.common import worker_process
+from students.purge.common import CHUNK, worker_process
 from students.purge.db_generic import session_table
 from students.purge.redis_keys import session_cache
 from students.selection import REMEMBERED_KEY, Decoder, user_id_of
 
-CHUNK = 500  # keys per query or cache read (under SQLite's limit on query parameters)
 PAGE = 2000  # rows per page read, and checked here or in the worker process
 
 
