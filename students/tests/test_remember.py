@@ -124,7 +124,8 @@ def test_a_scheduled_run_keeps_remembered_sessions(kind, users, clock):
 
 def test_a_dry_run_counts_them_and_changes_nothing(users):
     offer()
-    alice, carol = login_remembered("alice"), login("carol")
+    login_remembered("alice")
+    login("carol")
     status, out = command("logout_all_users", "--keep-remembered", "--dry-run")
     assert status == 0 and "Would keep 1 session(s) (remembered sessions)" in out
     assert "Would log out all users by deleting 1 session(s)" in out
